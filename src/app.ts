@@ -1,0 +1,42 @@
+import { randomUUID } from 'node:crypto';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import type { Config } from './config.js';
+import type { Database } from './db/client.js';
+import { createLogger } from './logger.js';
+import { gatehousePlugin } from './plugin.js';
+import { errorsPlugin } from './plugins/errors.js';
+import { openapiPlugin } from './plugins/openapi.js';
+
+export const BODY_LIMIT = 64 * 1024;
+
+export interface BuildAppOptions {
+  /** An already open database (tests, several apps on one database); otherwise opened from config. */
+  database?: Database;
+  logger?: Logger;
+}
+
+const REQUEST_ID = /^[A-Za-z0-9._-]{1,128}$/;
+
+/** The standalone Gatehouse server: the plugin at the root, plus docs and problem+json for everything. */
+export async function buildApp(config: Config, options: BuildAppOptions = {}): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: (options.logger ?? createLogger(config)) as FastifyBaseLogger,
+    bodyLimit: BODY_LIMIT,
+    requestIdHeader: 'x-request-id',
+    // A caller's request id is kept only when it is harmless to log.
+    genReqId: (req) => {
+      const given = req.headers['x-request-id'];
+      return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
+    },
+    routerOptions: { ignoreTrailingSlash: true },
+  });
+  app.addHook('onSend', async (request, reply) => {
+    reply.header('x-request-id', request.id);
+  });
+  app.removeContentTypeParser('text/plain');
+  await app.register(errorsPlugin);
+  await app.register(openapiPlugin);
+  await app.register(gatehousePlugin, { config, database: options.database });
+  return app;
+}

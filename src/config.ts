@@ -1,0 +1,151 @@
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { Type, type Static } from '@sinclair/typebox';
+import { Value } from '@sinclair/typebox/value';
+import { parseDuration } from './lib/duration.js';
+
+const Duration = Type.String({ pattern: '^\\s*\\d+\\s*[smhdw]?\\s*$', description: 'seconds, or a number with s, m, h, d or w' });
+const Bool = Type.Union([Type.Literal('true'), Type.Literal('false'), Type.Literal('1'), Type.Literal('0')]);
+
+/** Every environment variable Gatehouse reads, as strings, with its default. .env.example mirrors it. */
+export const EnvSchema = Type.Object({
+  NODE_ENV: Type.String({ default: 'development' }),
+  HOST: Type.String({ default: '127.0.0.1' }),
+  PORT: Type.String({ pattern: '^\\d{1,5}$', default: '3000' }),
+  LOG_LEVEL: Type.Union(
+    ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),
+    { default: 'info' },
+  ),
+  DATABASE_URL: Type.Optional(Type.String({ pattern: '^postgres(ql)?://' })),
+  DATA_DIR: Type.String({ default: './data' }),
+  JWT_SECRET: Type.Optional(Type.String({ minLength: 1 })),
+  PASSWORD_PEPPER: Type.Optional(Type.String({ minLength: 1 })),
+  JWT_ISSUER: Type.String({ minLength: 1, default: 'gatehouse' }),
+  JWT_AUDIENCE: Type.String({ minLength: 1, default: 'gatehouse' }),
+  ACCESS_TOKEN_TTL: Type.String({ ...Duration, default: '15m' }),
+  REFRESH_TOKEN_TTL: Type.String({ ...Duration, default: '7d' }),
+  SESSION_MAX_AGE: Type.String({ ...Duration, default: '90d' }),
+  REFRESH_REUSE_GRACE: Type.String({ ...Duration, default: '10s' }),
+  AUTHZ_CACHE_TTL: Type.String({ ...Duration, default: '30s' }),
+  BCRYPT_COST: Type.String({ pattern: '^\\d{1,2}$', default: '12' }),
+  COOKIE_SECURE: Type.String({ ...Bool, default: 'true' }),
+  ADMIN_EMAIL: Type.Optional(Type.String()),
+  ADMIN_PASSWORD: Type.Optional(Type.String()),
+});
+export type Env = Static<typeof EnvSchema>;
+
+export interface Config {
+  production: boolean;
+  host: string;
+  port: number;
+  logLevel: Env['LOG_LEVEL'];
+  /** postgres:// URL; when absent the embedded PGlite database in `dataDir` is used. */
+  databaseUrl?: string;
+  dataDir: string;
+  jwtSecret: string;
+  passwordPepper: string;
+  jwtIssuer: string;
+  jwtAudience: string;
+  /** All durations in seconds. */
+  accessTokenTtl: number;
+  refreshTokenTtl: number;
+  sessionMaxAge: number;
+  refreshReuseGrace: number;
+  authzCacheTtl: number;
+  bcryptCost: number;
+  cookieSecure: boolean;
+  admin?: { email: string; password: string };
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+const MIN_SECRET_BYTES = 32;
+
+/** Reads and validates configuration; the only place that looks at process.env. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env, warn: (msg: string) => void = console.warn): Config {
+  const raw: Record<string, unknown> = {};
+  for (const key of Object.keys(EnvSchema.properties)) {
+    const value = env[key];
+    if (value !== undefined && value !== '') raw[key] = value;
+  }
+  const withDefaults = Value.Default(EnvSchema, raw);
+  const firstError = Value.Errors(EnvSchema, withDefaults).First();
+  if (firstError) {
+    const name = firstError.path.replace(/^\//, '');
+    throw new ConfigError(`Invalid environment variable ${name}=${JSON.stringify(env[name] ?? '')}: ${firstError.message}`);
+  }
+  const e = withDefaults as Env;
+  const production = e.NODE_ENV === 'production';
+  const duration = (name: keyof Env) => {
+    const seconds = parseDuration(String(e[name]));
+    if (seconds === undefined) throw new ConfigError(`Invalid environment variable ${name}: not a duration`);
+    return seconds;
+  };
+  const port = Number(e.PORT);
+  if (port > 65535) throw new ConfigError(`Invalid environment variable PORT=${e.PORT}: must be at most 65535`);
+  const bcryptCost = Number(e.BCRYPT_COST);
+  if (bcryptCost < 4 || bcryptCost > 31) {
+    throw new ConfigError(`Invalid environment variable BCRYPT_COST=${e.BCRYPT_COST}: must be between 4 and 31`);
+  }
+  const accessTokenTtl = duration('ACCESS_TOKEN_TTL');
+  if (accessTokenTtl < 1) throw new ConfigError('Invalid environment variable ACCESS_TOKEN_TTL: must be at least 1 second');
+  const dataDir = resolve(e.DATA_DIR);
+  const secret = (name: 'JWT_SECRET' | 'PASSWORD_PEPPER') =>
+    resolveSecret(name, e[name], { production, dataDir, warn });
+
+  return {
+    production,
+    host: e.HOST,
+    port,
+    logLevel: e.LOG_LEVEL,
+    databaseUrl: e.DATABASE_URL,
+    dataDir,
+    jwtSecret: secret('JWT_SECRET'),
+    passwordPepper: secret('PASSWORD_PEPPER'),
+    jwtIssuer: e.JWT_ISSUER,
+    jwtAudience: e.JWT_AUDIENCE,
+    accessTokenTtl,
+    refreshTokenTtl: duration('REFRESH_TOKEN_TTL'),
+    sessionMaxAge: duration('SESSION_MAX_AGE'),
+    refreshReuseGrace: duration('REFRESH_REUSE_GRACE'),
+    authzCacheTtl: duration('AUTHZ_CACHE_TTL'),
+    bcryptCost,
+    cookieSecure: e.COOKIE_SECURE === 'true' || e.COOKIE_SECURE === '1',
+    admin: e.ADMIN_EMAIL && e.ADMIN_PASSWORD ? { email: e.ADMIN_EMAIL, password: e.ADMIN_PASSWORD } : undefined,
+  };
+}
+
+/**
+ * Outside production a missing secret is generated once and kept in DATA_DIR, so tokens and
+ * password hashes stay valid across restarts of a development server.
+ */
+function resolveSecret(
+  name: 'JWT_SECRET' | 'PASSWORD_PEPPER',
+  value: string | undefined,
+  { production, dataDir, warn }: { production: boolean; dataDir: string; warn: (msg: string) => void },
+): string {
+  if (value !== undefined) {
+    if (production && Buffer.byteLength(value, 'utf8') < MIN_SECRET_BYTES) {
+      throw new ConfigError(`${name} must be at least ${MIN_SECRET_BYTES} bytes when NODE_ENV=production`);
+    }
+    return value;
+  }
+  if (production) throw new ConfigError(`${name} is required when NODE_ENV=production (at least ${MIN_SECRET_BYTES} bytes)`);
+  const file = join(dataDir, 'secrets.json');
+  let stored: Record<string, string> = {};
+  try {
+    stored = JSON.parse(readFileSync(file, 'utf8')) as Record<string, string>;
+  } catch {
+    // first start: no file yet
+  }
+  const existing = stored[name];
+  if (existing) return existing;
+  const generated = randomBytes(48).toString('base64url');
+  mkdirSync(dataDir, { recursive: true });
+  writeFileSync(file, JSON.stringify({ ...stored, [name]: generated }, null, 2), { mode: 0o600 });
+  warn(`${name} is not set: generated one and stored it in ${file}. Set ${name} in production.`);
+  return generated;
+}

@@ -1,0 +1,105 @@
+import { mkdirSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { PGlite } from '@electric-sql/pglite';
+import { sql } from 'drizzle-orm';
+import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
+import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
+import { migrate as migratePglite } from 'drizzle-orm/pglite/migrator';
+import { drizzle as drizzlePostgres } from 'drizzle-orm/postgres-js';
+import { migrate as migratePostgres } from 'drizzle-orm/postgres-js/migrator';
+import postgres from 'postgres';
+import * as schema from './schema.js';
+
+/** One handle type for both drivers, so nothing above this file cares which one is behind. */
+export type Db = PgDatabase<PgQueryResultHKT, typeof schema>;
+
+export type NotificationHandler = (payload: string) => void;
+
+export interface Database {
+  db: Db;
+  driver: 'pglite' | 'postgres';
+  /**
+   * LISTEN on a channel. `onReconnect` runs when the listening connection was lost and is back:
+   * notifications may have been missed in between.
+   */
+  listen(channel: string, onMessage: NotificationHandler, onReconnect?: () => void): Promise<() => Promise<void>>;
+  close(): Promise<void>;
+}
+
+export const MIGRATIONS_FOLDER = fileURLToPath(new URL('../../migrations', import.meta.url));
+
+// Any fixed number works; it only has to be the same for every Gatehouse instance.
+const MIGRATION_LOCK_KEY = 4_718_201_337;
+
+export interface OpenDatabaseOptions {
+  databaseUrl?: string;
+  dataDir?: string;
+  /** A PGlite data directory dump to start from (tests use a migrated template). */
+  pgliteLoadDataDir?: Blob | File;
+  /** Pool size for postgres.js. */
+  poolSize?: number;
+}
+
+export async function openDatabase(options: OpenDatabaseOptions): Promise<Database> {
+  return options.databaseUrl ? openPostgres(options.databaseUrl, options.poolSize ?? 10) : openPglite(options);
+}
+
+async function openPglite({ dataDir, pgliteLoadDataDir }: OpenDatabaseOptions): Promise<Database> {
+  // PGlite does not create missing parent folders.
+  if (dataDir) mkdirSync(dataDir, { recursive: true });
+  const client = await PGlite.create(dataDir, pgliteLoadDataDir ? { loadDataDir: pgliteLoadDataDir } : {});
+  const db = drizzlePglite(client, { schema }) as unknown as Db;
+  await migratePglite(db as never, { migrationsFolder: MIGRATIONS_FOLDER });
+  return {
+    db,
+    driver: 'pglite',
+    async listen(channel, onMessage) {
+      // In-process database: no connection to lose, so no reconnect to report.
+      const unlisten = await client.listen(channel, onMessage);
+      return async () => {
+        await unlisten();
+      };
+    },
+    async close() {
+      if (!client.closed) await client.close();
+    },
+  };
+}
+
+async function openPostgres(url: string, poolSize: number): Promise<Database> {
+  const onnotice = () => {};
+  // Migrate on a dedicated single connection, under an advisory lock so that several instances
+  // starting at once do not race each other through the same migration.
+  const migrationClient = postgres(url, { max: 1, onnotice });
+  try {
+    const migrationDb = drizzlePostgres(migrationClient);
+    await migrationDb.execute(sql`select pg_advisory_lock(${MIGRATION_LOCK_KEY})`);
+    try {
+      await migratePostgres(migrationDb, { migrationsFolder: MIGRATIONS_FOLDER });
+    } finally {
+      await migrationDb.execute(sql`select pg_advisory_unlock(${MIGRATION_LOCK_KEY})`);
+    }
+  } finally {
+    await migrationClient.end();
+  }
+
+  const client = postgres(url, { max: poolSize, onnotice });
+  const db = drizzlePostgres(client, { schema }) as unknown as Db;
+  return {
+    db,
+    driver: 'postgres',
+    async listen(channel, onMessage, onReconnect) {
+      // postgres.js re-establishes a dropped LISTEN connection by itself and calls `onlisten`
+      // again each time it (re)subscribes: every call after the first is a reconnect.
+      let subscribed = false;
+      const { unlisten } = await client.listen(channel, onMessage, () => {
+        if (subscribed) onReconnect?.();
+        subscribed = true;
+      });
+      return unlisten;
+    },
+    async close() {
+      await client.end({ timeout: 5 });
+    },
+  };
+}

@@ -1,0 +1,71 @@
+/**
+ * The one error vocabulary of Gatehouse. Every error that leaves the server is one of these codes,
+ * rendered as RFC 9457 problem+json by plugins/errors.ts. Codes are a public contract: add, never rename.
+ */
+export const PROBLEMS = {
+  validation_failed: { status: 400, title: 'Request validation failed' },
+  invalid_json: { status: 400, title: 'Malformed JSON body' },
+  token_missing: { status: 401, title: 'Authentication required' },
+  token_invalid: { status: 401, title: 'Invalid access token' },
+  token_expired: { status: 401, title: 'Access token expired' },
+  session_revoked: { status: 401, title: 'Session revoked' },
+  invalid_credentials: { status: 401, title: 'Invalid credentials' },
+  invalid_refresh_token: { status: 401, title: 'Invalid refresh token' },
+  refresh_token_expired: { status: 401, title: 'Refresh token expired' },
+  refresh_token_reused: { status: 401, title: 'Refresh token reused' },
+  account_disabled: { status: 403, title: 'Account disabled' },
+  csrf_failed: { status: 403, title: 'CSRF check failed' },
+  permission_denied: { status: 403, title: 'Permission denied' },
+  not_found: { status: 404, title: 'Not found' },
+  method_not_allowed: { status: 405, title: 'Method not allowed' },
+  email_taken: { status: 409, title: 'Email already registered' },
+  role_exists: { status: 409, title: 'Role already exists' },
+  permission_exists: { status: 409, title: 'Permission already exists' },
+  role_in_use: { status: 409, title: 'Role still assigned' },
+  built_in_role: { status: 409, title: 'Built-in role' },
+  last_admin: { status: 409, title: 'Last active admin' },
+  payload_too_large: { status: 413, title: 'Payload too large' },
+  unsupported_media_type: { status: 415, title: 'Unsupported media type' },
+  rate_limited: { status: 429, title: 'Too many requests' },
+  internal_error: { status: 500, title: 'Internal server error' },
+  service_unavailable: { status: 503, title: 'Service unavailable' },
+} as const satisfies Record<string, { status: number; title: string }>;
+
+export type ProblemCode = keyof typeof PROBLEMS;
+
+export interface FieldError {
+  path: string;
+  message: string;
+}
+
+export class ProblemError extends Error {
+  override name = 'ProblemError';
+  readonly status: number;
+  readonly title: string;
+
+  constructor(
+    readonly code: ProblemCode,
+    readonly detail: string,
+    readonly extra: { errors?: FieldError[]; headers?: Record<string, string> } = {},
+  ) {
+    super(detail);
+    this.status = PROBLEMS[code].status;
+    this.title = PROBLEMS[code].title;
+  }
+
+  /** Fastify reads `statusCode` when an error reaches a handler that is not ours. */
+  get statusCode(): number {
+    return this.status;
+  }
+}
+
+export function problem(code: ProblemCode, detail: string, extra?: ProblemError['extra']): ProblemError {
+  return new ProblemError(code, detail, extra);
+}
+
+/** 401s tell the client how to authenticate (RFC 6750). */
+export function unauthorized(code: Extract<ProblemCode, `token_${string}` | 'session_revoked'>, detail: string): ProblemError {
+  // RFC 6750 section 3.1: no error attribute when the request carried no credentials at all.
+  const challenge = code === 'token_missing' ? 'Bearer' : 'Bearer error="invalid_token"';
+  return new ProblemError(code, detail, { headers: { 'www-authenticate': challenge } });
+}

@@ -1,0 +1,67 @@
+import { join } from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import fp from 'fastify-plugin';
+import type { Config } from './config.js';
+import { openDatabase, type Database } from './db/client.js';
+import { seed } from './db/seed.js';
+import { authPlugin } from './plugins/auth.js';
+import { errorsPlugin } from './plugins/errors.js';
+import { permissionsPlugin } from './plugins/permissions.js';
+import { useStrictBodyValidation } from './plugins/validation.js';
+import { authRoutes } from './routes/auth/index.js';
+import { healthRoutes } from './routes/health/index.js';
+import { ProblemSchema } from './schemas/problem.js';
+import { TokenResponseSchema } from './schemas/tokens.js';
+import { UserSchema } from './schemas/user.js';
+import { createGatehouse, type Gatehouse } from './services.js';
+
+export interface GatehouseOptions {
+  config: Config;
+  /** An open database; without one Gatehouse opens (and closes) its own from `config`. */
+  database?: Database;
+  /** Where Gatehouse's routes are mounted, e.g. '/identity'. Default: the root. */
+  prefix?: string;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    gatehouse: Gatehouse;
+  }
+}
+
+/**
+ * Gatehouse as a Fastify plugin. Wrapped with fastify-plugin so that the access-rule hook, the
+ * `authenticate` decorator and `request.principal` reach the host app's own routes too; its own
+ * routes live in an encapsulated scope with their own validation and problem+json errors.
+ */
+export const gatehousePlugin = fp(
+  async (app: FastifyInstance, options: GatehouseOptions) => {
+    const { config } = options;
+    const database =
+      options.database ?? (await openDatabase({ databaseUrl: config.databaseUrl, dataDir: join(config.dataDir, 'pglite') }));
+    if (!options.database) app.addHook('onClose', () => database.close());
+    await seed(database.db);
+
+    const gatehouse = createGatehouse(config, database);
+    app.decorate('gatehouse', gatehouse);
+    // Shared schemas live at the top so the OpenAPI document can name them as components.
+    for (const schema of [ProblemSchema, UserSchema, TokenResponseSchema]) {
+      if (!app.getSchema(schema.$id!)) app.addSchema(schema);
+    }
+    await app.register(authPlugin, { gatehouse });
+    await app.register(permissionsPlugin);
+
+    await app.register(
+      async (scope) => {
+        useStrictBodyValidation(scope);
+        // JSON only: without this, text/plain bodies would be parsed as strings and reach validation.
+        scope.removeContentTypeParser('text/plain');
+        await scope.register(errorsPlugin, { notFound: false });
+        await scope.register(healthRoutes, { gatehouse });
+        await scope.register(authRoutes, { gatehouse, prefix: '/auth' });
+      },
+      { prefix: options.prefix ?? '' },
+    );
+  },
+  { name: 'gatehouse', fastify: '5.x' },
+);

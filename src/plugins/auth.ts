@@ -1,0 +1,87 @@
+import cookie from '@fastify/cookie';
+import jwt from '@fastify/jwt';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import fp from 'fastify-plugin';
+import { unauthorized } from '../errors.js';
+import type { UserAccess } from '../domain/access-cache.js';
+import type { Gatehouse } from '../services.js';
+
+/** Who is calling: set on every request that passed a route's access rule. */
+export interface Principal {
+  userId: string;
+  sessionId: string;
+  access: UserAccess;
+}
+
+interface AccessTokenClaims {
+  sub: string;
+  sid: string;
+  iat: number;
+}
+
+declare module '@fastify/jwt' {
+  interface FastifyJWT {
+    payload: { sub: string; sid: string };
+    user: AccessTokenClaims;
+  }
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    principal: Principal | null;
+  }
+  interface FastifyInstance {
+    /** Verifies the Bearer token and the session behind it; throws a 401 problem otherwise. */
+    authenticate(request: FastifyRequest): Promise<Principal>;
+    signAccessToken(claims: { sub: string; sid: string }): string;
+  }
+}
+
+const BEARER = /^Bearer +([A-Za-z0-9_.~+/=-]+) *$/i;
+
+export const authPlugin = fp(
+  async (app: FastifyInstance, { gatehouse }: { gatehouse: Gatehouse }) => {
+    const { config, access } = gatehouse;
+    await app.register(cookie);
+    await app.register(jwt, {
+      secret: config.jwtSecret,
+      sign: { algorithm: 'HS256', iss: config.jwtIssuer, aud: config.jwtAudience, expiresIn: config.accessTokenTtl * 1000 },
+      verify: { algorithms: ['HS256'], allowedIss: config.jwtIssuer, allowedAud: config.jwtAudience },
+    });
+
+    await access.start();
+    app.addHook('onClose', () => access.stop());
+
+    app.decorateRequest('principal', null);
+    app.decorate('signAccessToken', (claims: { sub: string; sid: string }) => app.jwt.sign(claims));
+    app.decorate('authenticate', async (request: FastifyRequest): Promise<Principal> => {
+      const header = request.headers.authorization;
+      if (!header) throw unauthorized('token_missing', 'Send an access token as "Authorization: Bearer <token>".');
+      const match = BEARER.exec(header);
+      if (!match) throw unauthorized('token_invalid', 'The Authorization header must be "Bearer <token>".');
+      let claims: AccessTokenClaims;
+      try {
+        claims = app.jwt.verify<AccessTokenClaims>(match[1]!);
+      } catch (err) {
+        const expired = (err as { code?: string }).code === 'FST_JWT_AUTHORIZATION_TOKEN_EXPIRED';
+        throw expired
+          ? unauthorized('token_expired', 'The access token has expired: refresh it.')
+          : unauthorized('token_invalid', 'The access token is not valid.');
+      }
+      if (typeof claims.sub !== 'string' || typeof claims.sid !== 'string' || typeof claims.iat !== 'number') {
+        throw unauthorized('token_invalid', 'The access token is not valid.');
+      }
+      // A cache entry read before this token was issued may not know its session yet (a login on
+      // another instance): read again once, then trust the answer.
+      let current = await access.get(claims.sub);
+      if (current && !current.liveSessions.has(claims.sid) && current.loadedAt < (claims.iat + 1) * 1000) {
+        current = await access.get(claims.sub, Date.now());
+      }
+      if (!current || !current.user.active || !current.liveSessions.has(claims.sid)) {
+        throw unauthorized('session_revoked', 'This session has been revoked: log in again.');
+      }
+      return { userId: claims.sub, sessionId: claims.sid, access: current };
+    });
+  },
+  { name: 'gatehouse-auth', fastify: '5.x' },
+);

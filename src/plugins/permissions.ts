@@ -1,0 +1,132 @@
+import type { FastifyInstance, FastifyRequest, onRequestHookHandler, RouteOptions } from 'fastify';
+import fp from 'fastify-plugin';
+import { problem } from '../errors.js';
+
+/**
+ * A route's access rule, declared as data in its `config`. The four list kinds mean what the seed
+ * system's decorators mean; several kinds on one route must all hold. `authenticated` alone asks
+ * only for a valid token of a live session.
+ */
+export interface AccessRule {
+  authenticated?: boolean;
+  /** All of these roles (roles_required). */
+  rolesRequired?: string[];
+  /** At least one of these roles (roles_accepted). */
+  rolesAccepted?: string[];
+  /** All of these permissions (permissions_required). */
+  permissionsRequired?: string[];
+  /** At least one of these permissions (permissions_accepted). */
+  permissionsAccepted?: string[];
+}
+
+declare module 'fastify' {
+  interface FastifyContextConfig extends AccessRule {
+    /** Explicitly open to anonymous callers. Every Gatehouse route is either this or has a rule. */
+    public?: boolean;
+  }
+}
+
+export interface RouteAccess {
+  method: string;
+  url: string;
+  readonly public: boolean;
+  readonly rule: AccessRule | null;
+}
+
+export function ruleOf(config: AccessRule | undefined): AccessRule | null {
+  if (!config) return null;
+  const rule: AccessRule = {};
+  for (const key of ['rolesRequired', 'rolesAccepted', 'permissionsRequired', 'permissionsAccepted'] as const) {
+    if (config[key]?.length) rule[key] = config[key];
+  }
+  if (Object.keys(rule).length === 0 && !config.authenticated) return null;
+  return { authenticated: true, ...rule };
+}
+
+/** What is missing for the rule to hold, in words; empty when it holds. */
+export function missingFor(rule: AccessRule, roles: ReadonlySet<string>, permissions: ReadonlySet<string>): string[] {
+  const missing: string[] = [];
+  const lacking = (names: string[], held: ReadonlySet<string>) => names.filter((n) => !held.has(n));
+  if (rule.rolesRequired) {
+    const absent = lacking(rule.rolesRequired, roles);
+    if (absent.length) missing.push(`role${absent.length > 1 ? 's' : ''} ${absent.join(', ')}`);
+  }
+  if (rule.rolesAccepted && !rule.rolesAccepted.some((r) => roles.has(r))) {
+    missing.push(`one of the roles ${rule.rolesAccepted.join(', ')}`);
+  }
+  if (rule.permissionsRequired) {
+    const absent = lacking(rule.permissionsRequired, permissions);
+    if (absent.length) missing.push(`permission${absent.length > 1 ? 's' : ''} ${absent.join(', ')}`);
+  }
+  if (rule.permissionsAccepted && !rule.permissionsAccepted.some((p) => permissions.has(p))) {
+    missing.push(`one of the permissions ${rule.permissionsAccepted.join(', ')}`);
+  }
+  return missing;
+}
+
+export function describeRule(rule: AccessRule): string {
+  const parts: string[] = [];
+  if (rule.rolesRequired) parts.push(`roles ${rule.rolesRequired.join(' and ')}`);
+  if (rule.rolesAccepted) parts.push(`any of the roles ${rule.rolesAccepted.join(', ')}`);
+  if (rule.permissionsRequired) parts.push(`permissions ${rule.permissionsRequired.join(' and ')}`);
+  if (rule.permissionsAccepted) parts.push(`any of the permissions ${rule.permissionsAccepted.join(', ')}`);
+  return parts.length ? `Requires a Bearer access token with ${parts.join('; ')}.` : 'Requires a Bearer access token.';
+}
+
+/** The same rule, shown in the OpenAPI document: read from the route, never written twice. */
+function documentRule(routeOptions: RouteOptions, rule: AccessRule): void {
+  const schema = { ...(routeOptions.schema ?? {}) } as Record<string, unknown>;
+  schema.security = [{ bearerAuth: [] }];
+  const roles = [...(rule.rolesRequired ?? []), ...(rule.rolesAccepted ?? [])];
+  const permissions = [...(rule.permissionsRequired ?? []), ...(rule.permissionsAccepted ?? [])];
+  if (roles.length) schema['x-roles'] = roles;
+  if (permissions.length) schema['x-permissions'] = permissions;
+  const line = describeRule(rule);
+  schema.description = schema.description ? `${String(schema.description)}\n\n${line}` : line;
+  routeOptions.schema = schema as RouteOptions['schema'];
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Every route this plugin saw, with its rule: what the secure-by-default test walks. */
+    routeAccess: RouteAccess[];
+  }
+}
+
+/**
+ * Adds one shared onRequest check to every route that declares a rule. It runs before the body is
+ * parsed and validated, so an anonymous request with a bad body still gets 401, not 400.
+ */
+export const permissionsPlugin = fp(
+  async (app: FastifyInstance) => {
+    const routeAccess: RouteAccess[] = [];
+    app.decorate('routeAccess', routeAccess);
+
+    app.addHook('onRoute', (routeOptions) => {
+      const rule = ruleOf(routeOptions.config);
+      const methods = Array.isArray(routeOptions.method) ? routeOptions.method : [routeOptions.method];
+      for (const method of methods) {
+        // Read when asked: a later onRoute hook (the docs pages') may still mark the route public.
+        routeAccess.push({
+          method,
+          url: routeOptions.url,
+          get public() {
+            return routeOptions.config?.public === true;
+          },
+          rule,
+        });
+      }
+      if (!rule) return;
+      documentRule(routeOptions, rule);
+      const check: onRequestHookHandler = async function checkAccess(this: FastifyInstance, request: FastifyRequest) {
+        const principal = await app.authenticate(request);
+        request.principal = principal;
+        const missing = missingFor(rule, principal.access.roles, principal.access.permissions);
+        if (missing.length) throw problem('permission_denied', `Missing ${missing.join('; ')}.`);
+      };
+      const existing = routeOptions.onRequest;
+      routeOptions.onRequest = [check, ...(existing ? (Array.isArray(existing) ? existing : [existing]) : [])];
+    });
+  },
+  { name: 'gatehouse-permissions', fastify: '5.x', dependencies: ['gatehouse-auth'] },
+);

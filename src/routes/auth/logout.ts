@@ -1,0 +1,59 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from '@sinclair/typebox';
+import { findSessionByRefreshToken, revokeSession } from '../../domain/sessions.js';
+import { problem, unauthorized } from '../../errors.js';
+import { BODY_PROBLEMS, problemResponses } from '../../schemas/problem.js';
+import type { Gatehouse } from '../../services.js';
+import { absentBodyAsEmpty } from '../body-hooks.js';
+import { presentedRefreshToken } from './refresh-credentials.js';
+import { RefreshBody } from './refresh.js';
+import { clearRefreshCookie } from './tokens.js';
+
+const BEARER = /^Bearer +(\S+) *$/i;
+
+export const logoutRoute: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }> = async (app, { gatehouse }) => {
+  app.post(
+    '/logout',
+    {
+      // Public on purpose: a client may log out with an access token (even an expired one) or with
+      // its refresh token, so the route checks whichever credential it is given itself.
+      config: { public: true },
+      preValidation: absentBodyAsEmpty,
+      schema: {
+        summary: 'Log out: revoke this session',
+        description:
+          'Revokes the session of the Bearer access token or of the refresh token (body, or cookie with X-CSRF-Token). Idempotent.',
+        tags: ['auth'],
+        security: [{ bearerAuth: [] }, {}],
+        body: RefreshBody,
+        response: { 204: Type.Null({ description: 'Logged out' }), ...problemResponses(...BODY_PROBLEMS, 401, 403) },
+      },
+    },
+    async (request, reply) => {
+      let sessionId: string | undefined;
+      let userId: string | undefined;
+      const bearer = request.headers.authorization ? BEARER.exec(request.headers.authorization) : null;
+      if (request.headers.authorization) {
+        if (!bearer) throw unauthorized('token_invalid', 'The Authorization header must be "Bearer <token>".');
+        try {
+          // An expired token still names its session, and ending one's own session is harmless.
+          const claims = app.jwt.verify<{ sub: string; sid: string }>(bearer[1]!, { ignoreExpiration: true } as never);
+          ({ sid: sessionId, sub: userId } = claims);
+        } catch {
+          throw unauthorized('token_invalid', 'The access token is not valid.');
+        }
+      } else {
+        const presented = await presentedRefreshToken(gatehouse, request, request.body.refreshToken);
+        if (!presented) throw unauthorized('token_missing', 'Send an access token, or the refresh token in the body or cookie.');
+        if (presented.fromCookie) clearRefreshCookie(gatehouse, request, reply);
+        const session = await findSessionByRefreshToken(gatehouse.db, presented.token);
+        if (!session) throw problem('invalid_refresh_token', 'The refresh token is not valid.');
+        ({ id: sessionId, userId } = session);
+      }
+      if (sessionId && userId && (await revokeSession(gatehouse.db, sessionId, 'logout'))) {
+        await gatehouse.access.changed(userId);
+      }
+      return reply.code(204).send(null);
+    },
+  );
+};

@@ -1,0 +1,69 @@
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { Session } from '../../db/schema.js';
+import { hmac } from '../../domain/tokens.js';
+import { problem } from '../../errors.js';
+import { toUserView } from '../../schemas/user.js';
+import type { TokenResponse } from '../../schemas/tokens.js';
+import type { Gatehouse } from '../../services.js';
+
+export const REFRESH_COOKIE = 'gatehouse_refresh';
+export const CSRF_HEADER = 'x-csrf-token';
+
+/** Cookie-mode sessions prove same-origin with this value, derived from the session id. */
+export function csrfTokenFor(gatehouse: Gatehouse, sessionId: string): string {
+  return hmac(gatehouse.csrfKey, sessionId);
+}
+
+export function requestContext(request: FastifyRequest): { ip: string | null; userAgent: string | null } {
+  const userAgent = request.headers['user-agent'];
+  return { ip: request.ip ?? null, userAgent: userAgent ? userAgent.slice(0, 512) : null };
+}
+
+/** The path the refresh cookie is scoped to: the /auth routes, wherever Gatehouse is mounted. */
+export function cookiePath(request: FastifyRequest): string {
+  const url = request.routeOptions.url ?? '/auth';
+  return url.slice(0, url.indexOf('/auth') + '/auth'.length);
+}
+
+/**
+ * Builds the body every token-issuing route answers with. In cookie mode the refresh token goes
+ * into an httpOnly cookie and the body carries the session's CSRF token instead.
+ */
+export async function issueTokens(
+  gatehouse: Gatehouse,
+  request: FastifyRequest,
+  reply: FastifyReply,
+  { session, refreshToken, useCookie }: { session: Session; refreshToken: string; useCookie: boolean },
+): Promise<TokenResponse> {
+  const access = await gatehouse.access.get(session.userId);
+  if (!access) throw problem('invalid_refresh_token', 'The account no longer exists.');
+  const accessToken = request.server.signAccessToken({ sub: session.userId, sid: session.id });
+  const body: TokenResponse = {
+    accessToken,
+    tokenType: 'Bearer',
+    expiresIn: gatehouse.config.accessTokenTtl,
+    user: toUserView(access),
+  };
+  if (useCookie) {
+    reply.setCookie(REFRESH_COOKIE, refreshToken, {
+      httpOnly: true,
+      sameSite: 'strict',
+      secure: gatehouse.config.cookieSecure,
+      path: cookiePath(request),
+      expires: session.expiresAt,
+    });
+    body.csrfToken = csrfTokenFor(gatehouse, session.id);
+  } else {
+    body.refreshToken = refreshToken;
+  }
+  return body;
+}
+
+export function clearRefreshCookie(gatehouse: Gatehouse, request: FastifyRequest, reply: FastifyReply): void {
+  reply.clearCookie(REFRESH_COOKIE, {
+    httpOnly: true,
+    sameSite: 'strict',
+    secure: gatehouse.config.cookieSecure,
+    path: cookiePath(request),
+  });
+}

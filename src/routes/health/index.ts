@@ -1,0 +1,39 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from '@sinclair/typebox';
+import { sql } from 'drizzle-orm';
+import { problem } from '../../errors.js';
+import { problemResponses } from '../../schemas/problem.js';
+import type { Gatehouse } from '../../services.js';
+
+const Status = Type.Object({ status: Type.Literal('ok') });
+
+export const healthRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }> = async (app, { gatehouse }) => {
+  app.get(
+    '/health',
+    {
+      config: { public: true },
+      schema: { summary: 'Liveness: the process answers', tags: ['health'], response: { 200: Status } },
+    },
+    async () => ({ status: 'ok' as const }),
+  );
+
+  app.get(
+    '/ready',
+    {
+      config: { public: true },
+      schema: {
+        summary: 'Readiness: the database answers',
+        tags: ['health'],
+        response: { 200: Status, ...problemResponses(503) },
+      },
+    },
+    async () => {
+      try {
+        await gatehouse.db.execute(sql`select 1`);
+      } catch {
+        throw problem('service_unavailable', 'The database does not answer.');
+      }
+      return { status: 'ok' as const };
+    },
+  );
+};

@@ -1,0 +1,19 @@
+import { Type, type Static } from '@sinclair/typebox';
+import { UserSchema } from './user.js';
+
+/**
+ * One shape for login, register and refresh, so a generated client has one type. In cookie mode
+ * the refresh token travels in an httpOnly cookie and `csrfToken` comes instead.
+ */
+export const TokenResponseSchema = Type.Object(
+  {
+    accessToken: Type.String(),
+    tokenType: Type.Literal('Bearer'),
+    expiresIn: Type.Integer({ description: 'Seconds until the access token expires' }),
+    refreshToken: Type.Optional(Type.String({ description: 'Absent in cookie mode' })),
+    csrfToken: Type.Optional(Type.String({ description: 'Cookie mode only: send it back as X-CSRF-Token' })),
+    user: Type.Ref(UserSchema),
+  },
+  { $id: 'TokenResponse', title: 'TokenResponse' },
+);
+export type TokenResponse = Static<typeof TokenResponseSchema> & { user: Static<typeof UserSchema> };

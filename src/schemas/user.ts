@@ -1,0 +1,40 @@
+import { Type, type Static } from '@sinclair/typebox';
+import type { User } from '../db/schema.js';
+
+export const Email = Type.String({ format: 'email', maxLength: 254, description: 'Trimmed and lower-cased before it is checked' });
+// ajv counts Unicode code points for min/maxLength, which is what the length rule is about.
+export const Password = Type.String({ minLength: 8, maxLength: 256, description: '8 to 256 Unicode code points' });
+export const Name = Type.String({ minLength: 1, maxLength: 200 });
+const DateTime = Type.String({ format: 'date-time' });
+const Nullable = <T extends ReturnType<typeof Type.String>>(schema: T) => Type.Union([schema, Type.Null()]);
+
+/** What a user sees of themselves at /auth/me; the admin API shows the same plus `active`. */
+export const UserSchema = Type.Object(
+  {
+    id: Type.String({ format: 'uuid' }),
+    email: Type.String(),
+    name: Nullable(Type.String()),
+    roles: Type.Array(Type.String()),
+    permissions: Type.Array(Type.String()),
+    createdAt: DateTime,
+    lastLoginAt: Nullable(DateTime),
+    loginCount: Type.Integer(),
+  },
+  { $id: 'User', title: 'User' },
+);
+export type UserView = Static<typeof UserSchema>;
+
+/** The public view of a user. Built field by field: nothing else (password hash!) can slip out. */
+export function toUserView(access: { user: User; roles: Iterable<string>; permissions: Iterable<string> }): UserView {
+  const { user } = access;
+  return {
+    id: user.id,
+    email: user.email,
+    name: user.name,
+    roles: [...access.roles].sort(),
+    permissions: [...access.permissions].sort(),
+    createdAt: user.createdAt.toISOString(),
+    lastLoginAt: user.lastLoginAt?.toISOString() ?? null,
+    loginCount: user.loginCount,
+  };
+}

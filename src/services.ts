@@ -1,0 +1,35 @@
+import type { Config } from './config.js';
+import type { Database, Db } from './db/client.js';
+import { AccessCache } from './domain/access-cache.js';
+import { createPasswordHasher, type PasswordHasher } from './domain/passwords.js';
+import type { SessionSettings } from './domain/sessions.js';
+import { deriveKey } from './domain/tokens.js';
+
+/** Everything a Gatehouse handler needs, built once per app from the config and the database. */
+export interface Gatehouse {
+  config: Config;
+  database: Database;
+  db: Db;
+  passwords: PasswordHasher;
+  access: AccessCache;
+  sessionSettings: SessionSettings;
+  /** Derives the CSRF token of a cookie-mode session from its id: nothing to store. */
+  csrfKey: Buffer;
+}
+
+export function createGatehouse(config: Config, database: Database): Gatehouse {
+  return {
+    config,
+    database,
+    db: database.db,
+    passwords: createPasswordHasher({ pepper: config.passwordPepper, cost: config.bcryptCost }),
+    access: new AccessCache(database, { ttlMs: config.authzCacheTtl * 1000 }),
+    sessionSettings: {
+      refreshTokenTtl: config.refreshTokenTtl,
+      sessionMaxAge: config.sessionMaxAge,
+      refreshReuseGrace: config.refreshReuseGrace,
+      successorKey: deriveKey(config.jwtSecret, 'refresh-successor'),
+    },
+    csrfKey: deriveKey(config.jwtSecret, 'csrf'),
+  };
+}
