@@ -7,6 +7,13 @@ import { createLogger } from './logger.js';
 import { gatehousePlugin } from './plugin.js';
 import { errorsPlugin } from './plugins/errors.js';
 import { openapiPlugin } from './plugins/openapi.js';
+import { routeAccessOf, type RouteAccess } from './plugins/permissions.js';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    routeAccess: RouteAccess[];
+  }
+}
 
 export const BODY_LIMIT = 64 * 1024;
 
@@ -34,6 +41,10 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
   app.addHook('onSend', async (request, reply) => {
     reply.header('x-request-id', request.id);
   });
+  // Every route of the app, whoever registers it: what the secure-by-default test walks.
+  const routes: RouteAccess[] = [];
+  app.decorate('routeAccess', routes);
+  app.addHook('onRoute', (routeOptions) => void routes.push(...routeAccessOf(routeOptions)));
   app.removeContentTypeParser('text/plain');
   await app.register(errorsPlugin);
   await app.register(openapiPlugin);

@@ -57,7 +57,7 @@ async function openPglite({ dataDir, pgliteLoadDataDir }: OpenDatabaseOptions): 
       // In-process database: no connection to lose, so no reconnect to report.
       const unlisten = await client.listen(channel, onMessage);
       return async () => {
-        await unlisten();
+        if (!client.closed) await unlisten();
       };
     },
     async close() {

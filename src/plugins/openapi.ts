@@ -2,6 +2,22 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
+import type { OpenAPIV3_1 } from 'openapi-types';
+
+/** Set on a route schema whose body may be left out entirely (cookie-mode refresh and logout). */
+export const OPTIONAL_BODY = 'x-body-optional';
+
+function markOptionalBodies(document: OpenAPIV3_1.Document): OpenAPIV3_1.Document {
+  for (const pathItem of Object.values(document.paths ?? {})) {
+    for (const operation of Object.values(pathItem ?? {})) {
+      const op = operation as OpenAPIV3_1.OperationObject & { [OPTIONAL_BODY]?: boolean };
+      if (typeof op !== 'object' || !op[OPTIONAL_BODY]) continue;
+      delete op[OPTIONAL_BODY];
+      if (op.requestBody && 'content' in op.requestBody) op.requestBody.required = false;
+    }
+  }
+  return document;
+}
 
 export const OPENAPI_INFO = {
   title: 'Gatehouse',
@@ -24,6 +40,8 @@ export const openapiPlugin = fp(
         },
       },
       // Name components after each schema's $id instead of def-0, def-1...
+      // @fastify/swagger marks every request body required; routes whose body may be absent say so.
+      transformObject: (document) => markOptionalBodies((document as { openapiObject: OpenAPIV3_1.Document }).openapiObject),
       refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => String(json.$id ?? `def-${i}`) },
     });
     await app.register(async (docs) => {

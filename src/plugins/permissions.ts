@@ -33,6 +33,24 @@ export interface RouteAccess {
   readonly rule: AccessRule | null;
 }
 
+/**
+ * The access of a route as declared, read when asked: a later onRoute hook (the docs pages') may
+ * still mark a route public.
+ */
+export function routeAccessOf(routeOptions: RouteOptions): RouteAccess[] {
+  const methods = Array.isArray(routeOptions.method) ? routeOptions.method : [routeOptions.method];
+  return methods.map((method) => ({
+    method,
+    url: routeOptions.url,
+    get public() {
+      return routeOptions.config?.public === true;
+    },
+    get rule() {
+      return ruleOf(routeOptions.config);
+    },
+  }));
+}
+
 export function ruleOf(config: AccessRule | undefined): AccessRule | null {
   if (!config) return null;
   const rule: AccessRule = {};
@@ -86,36 +104,14 @@ function documentRule(routeOptions: RouteOptions, rule: AccessRule): void {
   routeOptions.schema = schema as RouteOptions['schema'];
 }
 
-declare module 'fastify' {
-  interface FastifyInstance {
-    /** Every route this plugin saw, with its rule: what the secure-by-default test walks. */
-    routeAccess: RouteAccess[];
-  }
-}
-
 /**
  * Adds one shared onRequest check to every route that declares a rule. It runs before the body is
  * parsed and validated, so an anonymous request with a bad body still gets 401, not 400.
  */
 export const permissionsPlugin = fp(
   async (app: FastifyInstance) => {
-    const routeAccess: RouteAccess[] = [];
-    app.decorate('routeAccess', routeAccess);
-
     app.addHook('onRoute', (routeOptions) => {
       const rule = ruleOf(routeOptions.config);
-      const methods = Array.isArray(routeOptions.method) ? routeOptions.method : [routeOptions.method];
-      for (const method of methods) {
-        // Read when asked: a later onRoute hook (the docs pages') may still mark the route public.
-        routeAccess.push({
-          method,
-          url: routeOptions.url,
-          get public() {
-            return routeOptions.config?.public === true;
-          },
-          rule,
-        });
-      }
       if (!rule) return;
       documentRule(routeOptions, rule);
       const check: onRequestHookHandler = async function checkAccess(this: FastifyInstance, request: FastifyRequest) {

@@ -1,5 +1,5 @@
 import type { FastifyInstance, FastifySchema } from 'fastify';
-import { Ajv, type Options } from 'ajv';
+import { Ajv, type ErrorObject, type Options } from 'ajv';
 import addFormats from 'ajv-formats';
 
 /**
@@ -11,7 +11,31 @@ export function useStrictBodyValidation(app: FastifyInstance): void {
   const base: Options = { allErrors: true, useDefaults: true, removeAdditional: false, strict: false };
   const bodies = addFormats.default(new Ajv({ ...base, coerceTypes: false }));
   const strings = addFormats.default(new Ajv({ ...base, coerceTypes: 'array' }));
-  app.setValidatorCompiler<FastifySchema>(({ schema, httpPart }) =>
-    httpPart === 'body' ? bodies.compile(schema as object) : strings.compile(schema as object),
-  );
+  app.setValidatorCompiler<FastifySchema>(({ schema, httpPart }) => {
+    const validate = (httpPart === 'body' ? bodies : strings).compile(schema as object);
+    // Fastify reads the errors off the function it was given, so they are copied onto the wrapper.
+    const check = (data: unknown): boolean => {
+      const nul = pathOfNul(data, '');
+      if (nul !== undefined) {
+        check.errors = [{ instancePath: nul, schemaPath: '#', keyword: 'nul', params: {}, message: 'must not contain NUL characters' }];
+        return false;
+      }
+      const valid = validate(data);
+      check.errors = validate.errors;
+      return valid;
+    };
+    check.errors = null as ErrorObject[] | null | undefined;
+    return check;
+  });
+}
+
+/** PostgreSQL text cannot hold U+0000: refuse it at the door instead of failing in the database. */
+function pathOfNul(value: unknown, path: string, depth = 0): string | undefined {
+  if (typeof value === 'string') return value.includes('\u0000') ? path : undefined;
+  if (typeof value !== 'object' || value === null || depth > 32) return undefined;
+  for (const [key, item] of Object.entries(value)) {
+    const found = pathOfNul(item, `${path}/${key}`, depth + 1);
+    if (found !== undefined) return found;
+  }
+  return undefined;
 }

@@ -4,6 +4,7 @@ import { findSessionByRefreshToken, revokeSession } from '../../domain/sessions.
 import { problem, unauthorized } from '../../errors.js';
 import { BODY_PROBLEMS, problemResponses } from '../../schemas/problem.js';
 import type { Gatehouse } from '../../services.js';
+import { OPTIONAL_BODY } from '../../plugins/openapi.js';
 import { absentBodyAsEmpty } from '../body-hooks.js';
 import { presentedRefreshToken } from './refresh-credentials.js';
 import { RefreshBody } from './refresh.js';
@@ -25,6 +26,7 @@ export const logoutRoute: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }> = 
           'Revokes the session of the Bearer access token or of the refresh token (body, or cookie with X-CSRF-Token). Idempotent.',
         tags: ['auth'],
         security: [{ bearerAuth: [] }, {}],
+        [OPTIONAL_BODY]: true,
         body: RefreshBody,
         response: { 204: Type.Null({ description: 'Logged out' }), ...problemResponses(...BODY_PROBLEMS, 401, 403) },
       },

@@ -5,6 +5,7 @@ import { problem } from '../../errors.js';
 import { BODY_PROBLEMS, problemResponses } from '../../schemas/problem.js';
 import { TokenResponseSchema } from '../../schemas/tokens.js';
 import type { Gatehouse } from '../../services.js';
+import { OPTIONAL_BODY } from '../../plugins/openapi.js';
 import { absentBodyAsEmpty } from '../body-hooks.js';
 import { presentedRefreshToken } from './refresh-credentials.js';
 import { clearRefreshCookie, issueTokens } from './tokens.js';
@@ -32,6 +33,7 @@ export const refreshRoute: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }> =
         description:
           'Rotates the refresh token: the presented one stops working and a new one is returned. Presented again within the reuse grace it answers the same successor; later, the whole session is revoked. In cookie mode send no body token, but the X-CSRF-Token header.',
         tags: ['auth'],
+        [OPTIONAL_BODY]: true,
         body: RefreshBody,
         response: { 200: TokenResponseSchema, ...problemResponses(...BODY_PROBLEMS, 401, 403) },
       },

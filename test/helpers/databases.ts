@@ -1,0 +1,102 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PGlite } from '@electric-sql/pglite';
+import { drizzle } from 'drizzle-orm/pglite';
+import { migrate } from 'drizzle-orm/pglite/migrator';
+import postgres from 'postgres';
+import { MIGRATIONS_FOLDER, openDatabase, type Database } from '../../src/db/client.js';
+
+export type DatabaseKind = 'pglite' | 'postgres';
+
+/** PGlite always; PostgreSQL too when TEST_DATABASE_URL names a server (`.ci/run` sets it). */
+export const DATABASE_KINDS: DatabaseKind[] = process.env.TEST_DATABASE_URL ? ['pglite', 'postgres'] : ['pglite'];
+
+export interface TestDatabase extends Database {
+  /** postgres:// URL of this test's own database (PostgreSQL only), to open more handles on it. */
+  url?: string;
+}
+
+/** Migrations change rarely; a template per migration set spares each test the work. */
+const migrationsHash = (() => {
+  const hash = createHash('sha256');
+  for (const file of readdirSync(MIGRATIONS_FOLDER).filter((f) => f.endsWith('.sql')).sort()) {
+    hash.update(file).update(readFileSync(join(MIGRATIONS_FOLDER, file)));
+  }
+  return hash.digest('hex').slice(0, 12);
+})();
+
+let pgliteTemplate: Promise<Blob> | undefined;
+
+/** A migrated PGlite data directory, made once per migration set and shared by test processes. */
+function pgliteTemplateDump(): Promise<Blob> {
+  pgliteTemplate ??= (async () => {
+    const file = join(tmpdir(), `gatehouse-test-pglite-${migrationsHash}.tar`);
+    if (!existsSync(file)) {
+      const client = await PGlite.create();
+      await migrate(drizzle(client), { migrationsFolder: MIGRATIONS_FOLDER });
+      const dump = await client.dumpDataDir('none');
+      await client.close();
+      // Write then rename: test files running in parallel never read a half-written template.
+      const partial = `${file}.${process.pid}.${randomBytes(4).toString('hex')}`;
+      writeFileSync(partial, Buffer.from(await dump.arrayBuffer()));
+      renameSync(partial, file);
+    }
+    return new Blob([readFileSync(file)]);
+  })();
+  return pgliteTemplate;
+}
+
+function withDatabase(url: string, name: string): string {
+  const parsed = new URL(url);
+  parsed.pathname = `/${name}`;
+  return parsed.toString();
+}
+
+const TEMPLATE_LOCK = 4_718_201_338;
+
+/** A fresh database of the given kind, migrated, owned by the caller (close it; PostgreSQL: drop it). */
+export async function openTestDatabase(kind: DatabaseKind): Promise<TestDatabase & { drop(): Promise<void> }> {
+  if (kind === 'pglite') {
+    const database = await openDatabase({ pgliteLoadDataDir: await pgliteTemplateDump() });
+    return { ...database, drop: () => database.close() };
+  }
+  const serverUrl = process.env.TEST_DATABASE_URL!;
+  const admin = postgres(serverUrl, { max: 1, onnotice: () => {} });
+  const template = `gh_tpl_${migrationsHash}`;
+  const name = `gh_t_${Date.now().toString(36)}_${randomBytes(4).toString('hex')}`;
+  try {
+    await admin`select pg_advisory_lock(${TEMPLATE_LOCK})`;
+    try {
+      const [exists] = await admin`select 1 from pg_database where datname = ${template}`;
+      if (!exists) {
+        const building = `${template}_build_${randomBytes(3).toString('hex')}`;
+        await admin.unsafe(`create database "${building}"`);
+        const migrated = await openDatabase({ databaseUrl: withDatabase(serverUrl, building), poolSize: 1 });
+        await migrated.close();
+        await admin.unsafe(`alter database "${building}" rename to "${template}"`);
+      }
+      await admin.unsafe(`create database "${name}" template "${template}"`);
+    } finally {
+      await admin`select pg_advisory_unlock(${TEMPLATE_LOCK})`;
+    }
+  } finally {
+    await admin.end();
+  }
+  const url = withDatabase(serverUrl, name);
+  const database = await openDatabase({ databaseUrl: url, poolSize: 5 });
+  return {
+    ...database,
+    url,
+    async drop() {
+      await database.close();
+      const dropper = postgres(serverUrl, { max: 1, onnotice: () => {} });
+      try {
+        await dropper.unsafe(`drop database if exists "${name}" with (force)`);
+      } finally {
+        await dropper.end();
+      }
+    },
+  };
+}
