@@ -30,8 +30,8 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
   const app = Fastify({
     loggerInstance: (options.logger ?? createLogger(config)) as FastifyBaseLogger,
     bodyLimit: BODY_LIMIT,
-    requestIdHeader: 'x-request-id',
-    // A caller's request id is kept only when it is harmless to log.
+    // Left to genReqId, which keeps a caller's x-request-id only when it is harmless to log.
+    requestIdHeader: false,
     genReqId: (req) => {
       const given = req.headers['x-request-id'];
       return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();

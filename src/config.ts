@@ -6,7 +6,8 @@ import { Value } from '@sinclair/typebox/value';
 import { parseDuration } from './lib/duration.js';
 
 const Duration = Type.String({ pattern: '^\\s*\\d+\\s*[smhdw]?\\s*$', description: 'seconds, or a number with s, m, h, d or w' });
-const Bool = Type.Union([Type.Literal('true'), Type.Literal('false'), Type.Literal('1'), Type.Literal('0')]);
+const Bool = (fallback: 'true' | 'false') =>
+  Type.Union([Type.Literal('true'), Type.Literal('false'), Type.Literal('1'), Type.Literal('0')], { default: fallback });
 
 /** Every environment variable Gatehouse reads, as strings, with its default. .env.example mirrors it. */
 export const EnvSchema = Type.Object({
@@ -29,7 +30,7 @@ export const EnvSchema = Type.Object({
   REFRESH_REUSE_GRACE: Type.String({ ...Duration, default: '10s' }),
   AUTHZ_CACHE_TTL: Type.String({ ...Duration, default: '30s' }),
   BCRYPT_COST: Type.String({ pattern: '^\\d{1,2}$', default: '12' }),
-  COOKIE_SECURE: Type.String({ ...Bool, default: 'true' }),
+  COOKIE_SECURE: Bool('true'),
   ADMIN_EMAIL: Type.Optional(Type.String()),
   ADMIN_PASSWORD: Type.Optional(Type.String()),
 });

@@ -1,0 +1,72 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import tap from 'tap';
+import { ConfigError, loadConfig } from '../src/config.js';
+import { parseDuration } from '../src/lib/duration.js';
+import { tempDataDir } from './helpers/app.js';
+
+tap.test('durations accept bare seconds and s/m/h/d/w suffixes', async (t) => {
+  t.equal(parseDuration('900'), 900);
+  t.equal(parseDuration('15m'), 900);
+  t.equal(parseDuration('7d'), 604800);
+  t.equal(parseDuration('2w'), 1209600);
+  t.equal(parseDuration('10s'), 10);
+  t.equal(parseDuration('ten minutes'), undefined);
+  t.equal(parseDuration('-5'), undefined);
+});
+
+tap.test('defaults are the documented ones', async (t) => {
+  const config = loadConfig({ DATA_DIR: tempDataDir(t) }, () => {});
+  t.equal(config.port, 3000);
+  t.equal(config.host, '127.0.0.1');
+  t.equal(config.accessTokenTtl, 15 * 60);
+  t.equal(config.refreshTokenTtl, 7 * 86400);
+  t.equal(config.sessionMaxAge, 90 * 86400);
+  t.equal(config.refreshReuseGrace, 10);
+  t.equal(config.bcryptCost, 12);
+  t.equal(config.cookieSecure, true);
+  t.equal(config.databaseUrl, undefined);
+});
+
+tap.test('a bad variable stops the start with a message naming it', async (t) => {
+  const cases: Record<string, string> = {
+    PORT: 'eighty',
+    ACCESS_TOKEN_TTL: '15 minutes',
+    BCRYPT_COST: '99',
+    DATABASE_URL: 'mysql://nope',
+    LOG_LEVEL: 'loud',
+    COOKIE_SECURE: 'maybe',
+  };
+  for (const [name, value] of Object.entries(cases)) {
+    t.throws(() => loadConfig({ DATA_DIR: tempDataDir(t), [name]: value }, () => {}), {
+      name: 'ConfigError',
+      message: new RegExp(name),
+    }, `${name}=${value}`);
+  }
+});
+
+tap.test('outside production, missing secrets are generated once, kept in DATA_DIR, with a warning', async (t) => {
+  const dir = tempDataDir(t);
+  const warnings: string[] = [];
+  const first = loadConfig({ DATA_DIR: dir }, (m) => warnings.push(m));
+  t.equal(warnings.length, 2, 'one warning per generated secret');
+  t.match(warnings.join('\n'), /JWT_SECRET/);
+  t.match(warnings.join('\n'), /PASSWORD_PEPPER/);
+  t.ok(Buffer.byteLength(first.jwtSecret) >= 32);
+  t.not(first.jwtSecret, first.passwordPepper);
+  t.ok(existsSync(join(dir, 'secrets.json')));
+  const again = loadConfig({ DATA_DIR: dir }, (m) => warnings.push(m));
+  t.equal(again.jwtSecret, first.jwtSecret, 'the same secret on the next start');
+  t.equal(again.passwordPepper, first.passwordPepper);
+  t.equal(warnings.length, 2, 'no new warning once stored');
+  t.same(Object.keys(JSON.parse(readFileSync(join(dir, 'secrets.json'), 'utf8'))).sort(), ['JWT_SECRET', 'PASSWORD_PEPPER']);
+});
+
+tap.test('in production a missing or short secret stops the start', async (t) => {
+  const long = 'x'.repeat(32);
+  const base = { NODE_ENV: 'production', DATA_DIR: tempDataDir(t) };
+  t.throws(() => loadConfig({ ...base, PASSWORD_PEPPER: long }), ConfigError);
+  t.throws(() => loadConfig({ ...base, JWT_SECRET: long }), { message: /PASSWORD_PEPPER is required/ });
+  t.throws(() => loadConfig({ ...base, JWT_SECRET: 'short', PASSWORD_PEPPER: long }), { message: /JWT_SECRET must be at least 32 bytes/ });
+  t.ok(loadConfig({ ...base, JWT_SECRET: long, PASSWORD_PEPPER: long }));
+});
