@@ -1,15 +1,18 @@
-import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import type { Config } from './config.js';
-import { openDatabase, type Database } from './db/client.js';
+import { openConfiguredDatabase, type Database } from './db/client.js';
 import { seed } from './db/seed.js';
+import { ensureAdmin, hasActiveAdmin } from './domain/admin-users.js';
+import { normalizeEmail } from './domain/email.js';
 import { authPlugin } from './plugins/auth.js';
 import { errorsPlugin } from './plugins/errors.js';
 import { permissionsPlugin } from './plugins/permissions.js';
 import { useStrictBodyValidation } from './plugins/validation.js';
+import { adminRoutes } from './routes/admin/index.js';
 import { authRoutes } from './routes/auth/index.js';
 import { healthRoutes } from './routes/health/index.js';
+import { AdminUserSchema, PermissionSchema, RoleSchema } from './schemas/admin.js';
 import { ProblemSchema } from './schemas/problem.js';
 import { TokenResponseSchema } from './schemas/tokens.js';
 import { UserSchema } from './schemas/user.js';
@@ -37,15 +40,19 @@ declare module 'fastify' {
 export const gatehousePlugin = fp(
   async (app: FastifyInstance, options: GatehouseOptions) => {
     const { config } = options;
-    const database =
-      options.database ?? (await openDatabase({ databaseUrl: config.databaseUrl, dataDir: join(config.dataDir, 'pglite') }));
+    const database = options.database ?? (await openConfiguredDatabase(config));
     if (!options.database) app.addHook('onClose', () => database.close());
     await seed(database.db);
 
     const gatehouse = createGatehouse(config, database);
+    if (config.admin && !(await hasActiveAdmin(database.db))) {
+      const { email, password } = config.admin;
+      const { created } = await ensureAdmin(database.db, { email: normalizeEmail(email), passwordHash: () => gatehouse.passwords.hash(password) });
+      app.log.warn({ email: normalizeEmail(email) }, created ? 'created admin from ADMIN_EMAIL' : 'promoted ADMIN_EMAIL to admin');
+    }
     app.decorate('gatehouse', gatehouse);
     // Shared schemas live at the top so the OpenAPI document can name them as components.
-    for (const schema of [ProblemSchema, UserSchema, TokenResponseSchema]) {
+    for (const schema of [ProblemSchema, UserSchema, TokenResponseSchema, AdminUserSchema, RoleSchema, PermissionSchema]) {
       if (!app.getSchema(schema.$id!)) app.addSchema(schema);
     }
     await app.register(authPlugin, { gatehouse });
@@ -59,6 +66,7 @@ export const gatehousePlugin = fp(
         await scope.register(errorsPlugin, { notFound: false });
         await scope.register(healthRoutes, { gatehouse });
         await scope.register(authRoutes, { gatehouse, prefix: '/auth' });
+        await scope.register(adminRoutes, { gatehouse, prefix: '/admin' });
       },
       { prefix: options.prefix ?? '' },
     );

@@ -1,4 +1,5 @@
 import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PGlite } from '@electric-sql/pglite';
 import { sql } from 'drizzle-orm';
@@ -38,6 +39,11 @@ export interface OpenDatabaseOptions {
   pgliteLoadDataDir?: Blob | File;
   /** Pool size for postgres.js. */
   poolSize?: number;
+}
+
+/** The database the configuration names: PostgreSQL at DATABASE_URL, else PGlite under DATA_DIR. */
+export function openConfiguredDatabase(config: { databaseUrl?: string; dataDir: string }): Promise<Database> {
+  return openDatabase({ databaseUrl: config.databaseUrl, dataDir: join(config.dataDir, 'pglite') });
 }
 
 export async function openDatabase(options: OpenDatabaseOptions): Promise<Database> {

@@ -1,0 +1,177 @@
+import { and, asc, eq, ilike, inArray, or, sql, type SQL } from 'drizzle-orm';
+import type { Db } from '../db/client.js';
+import { ADMIN_ROLE } from '../db/seed.js';
+import { roles, userRoles, users, type User } from '../db/schema.js';
+import { problem } from '../errors.js';
+import { roleIds } from './roles.js';
+import { revokeUserSessions } from './sessions.js';
+import { loadAccessFor, type DbOrTx, type Tx, type UserWithAccess } from './users.js';
+
+// Serializes every change that could remove an active admin, so two concurrent demotions cannot
+// both see "another admin is left".
+const ADMIN_CHANGE_LOCK = 4_718_201_339;
+
+interface Cursor {
+  createdAt: string;
+  id: string;
+}
+
+export function encodeCursor(cursor: Cursor): string {
+  return Buffer.from(JSON.stringify([cursor.createdAt, cursor.id])).toString('base64url');
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const TIMESTAMP = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$/;
+
+export function decodeCursor(raw: string): Cursor {
+  try {
+    const [createdAt, id] = JSON.parse(Buffer.from(raw, 'base64url').toString('utf8')) as unknown[];
+    if (typeof createdAt === 'string' && TIMESTAMP.test(createdAt) && typeof id === 'string' && UUID.test(id)) {
+      return { createdAt, id };
+    }
+  } catch {
+    // fall through to the 400 below
+  }
+  throw problem('validation_failed', 'The cursor is not one this API returned.', {
+    errors: [{ path: 'querystring/cursor', message: 'is malformed' }],
+  });
+}
+
+/** created_at at full (microsecond) precision: a JS Date would round it and break the keyset. */
+const createdAtText = sql<string>`to_char(${users.createdAt} at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`;
+
+export async function listUsers(
+  db: DbOrTx,
+  query: { limit: number; cursor?: string; q?: string; role?: string },
+): Promise<{ items: UserWithAccess[]; nextCursor: string | null }> {
+  const conditions: SQL[] = [];
+  if (query.cursor) {
+    const cursor = decodeCursor(query.cursor);
+    conditions.push(sql`(${users.createdAt}, ${users.id}) > (${cursor.createdAt}::timestamptz, ${cursor.id}::uuid)`);
+  }
+  if (query.q) {
+    const pattern = `%${query.q.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+    conditions.push(or(ilike(users.email, pattern), ilike(users.name, pattern))!);
+  }
+  if (query.role) {
+    conditions.push(
+      inArray(
+        users.id,
+        db.select({ id: userRoles.userId }).from(userRoles).innerJoin(roles, eq(roles.id, userRoles.roleId)).where(eq(roles.name, query.role)),
+      ),
+    );
+  }
+  const rows = await db
+    .select({ user: users, createdAtText })
+    .from(users)
+    .where(conditions.length ? and(...conditions) : undefined)
+    .orderBy(asc(users.createdAt), asc(users.id))
+    .limit(query.limit + 1);
+  const page = rows.slice(0, query.limit);
+  const access = await loadAccessFor(db, page.map((r) => r.user.id));
+  const last = page.at(-1);
+  return {
+    items: page.map((r, i) => ({ user: r.user, roles: access[i]!.roles, permissions: access[i]!.permissions })),
+    nextCursor: rows.length > query.limit && last ? encodeCursor({ createdAt: last.createdAtText, id: last.user.id }) : null,
+  };
+}
+
+async function lockAdminChanges(tx: Tx): Promise<void> {
+  await tx.execute(sql`select pg_advisory_xact_lock(${ADMIN_CHANGE_LOCK})`);
+}
+
+async function isActiveAdmin(tx: Tx, userId: string): Promise<boolean> {
+  const [row] = await tx
+    .select({ id: users.id })
+    .from(users)
+    .innerJoin(userRoles, eq(userRoles.userId, users.id))
+    .innerJoin(roles, eq(roles.id, userRoles.roleId))
+    .where(and(eq(users.id, userId), eq(users.active, true), eq(roles.name, ADMIN_ROLE)));
+  return Boolean(row);
+}
+
+/** Refuses a change that would leave no active admin: nobody may lock everyone out. */
+async function assertNotLastAdmin(tx: Tx, userId: string, change: string): Promise<void> {
+  if (!(await isActiveAdmin(tx, userId))) return;
+  const [row] = await tx
+    .select({ count: sql<number>`count(*)::int` })
+    .from(users)
+    .innerJoin(userRoles, eq(userRoles.userId, users.id))
+    .innerJoin(roles, eq(roles.id, userRoles.roleId))
+    .where(and(eq(users.active, true), eq(roles.name, ADMIN_ROLE)));
+  if ((row?.count ?? 0) <= 1) throw problem('last_admin', `This is the last active admin: it cannot be ${change}.`);
+}
+
+async function lockUser(tx: Tx, id: string): Promise<User> {
+  const [user] = await tx.select().from(users).where(eq(users.id, id)).for('update');
+  if (!user) throw problem('not_found', `No user with id ${id}.`);
+  return user;
+}
+
+/** Name and active flag. Deactivating logs the user out everywhere. */
+export async function updateUser(db: Db, id: string, input: { name?: string | null; active?: boolean }): Promise<void> {
+  await db.transaction(async (tx) => {
+    if (input.active === false) await lockAdminChanges(tx);
+    const user = await lockUser(tx, id);
+    if (input.active === false && user.active) {
+      await assertNotLastAdmin(tx, id, 'deactivated');
+      await revokeUserSessions(tx, id, 'user_disabled');
+    }
+    await tx
+      .update(users)
+      .set({ ...(input.name !== undefined ? { name: input.name } : {}), ...(input.active !== undefined ? { active: input.active } : {}), updatedAt: new Date() })
+      .where(eq(users.id, id));
+  });
+}
+
+export async function deleteUser(db: Db, id: string): Promise<void> {
+  await db.transaction(async (tx) => {
+    await lockAdminChanges(tx);
+    await lockUser(tx, id);
+    await assertNotLastAdmin(tx, id, 'deleted');
+    await tx.delete(users).where(eq(users.id, id));
+  });
+}
+
+/** Replaces the user's roles with exactly these. */
+export async function setUserRoles(db: Db, id: string, names: readonly string[]): Promise<void> {
+  await db.transaction(async (tx) => {
+    await lockAdminChanges(tx);
+    await lockUser(tx, id);
+    const ids = await roleIds(tx, names);
+    const [admin] = await tx.select({ id: roles.id }).from(roles).where(eq(roles.name, ADMIN_ROLE));
+    if (admin && !ids.includes(admin.id)) await assertNotLastAdmin(tx, id, `stripped of ${ADMIN_ROLE}`);
+    await tx.delete(userRoles).where(eq(userRoles.userId, id));
+    if (ids.length) await tx.insert(userRoles).values(ids.map((roleId) => ({ userId: id, roleId })));
+  });
+}
+
+/** Creates the user as an admin, or promotes the existing account with that email (its password unchanged). */
+export async function ensureAdmin(
+  db: Db,
+  input: { email: string; passwordHash: () => Promise<string> },
+): Promise<{ userId: string; created: boolean }> {
+  const passwordHash = await input.passwordHash();
+  return db.transaction(async (tx) => {
+    const [inserted] = await tx.insert(users).values({ email: input.email, passwordHash }).onConflictDoNothing({ target: users.email }).returning();
+    const [user] = inserted ? [inserted] : await tx.select().from(users).where(eq(users.email, input.email));
+    const assigned = await tx.select({ id: roles.id }).from(roles).where(inArray(roles.name, [ADMIN_ROLE, 'user']));
+    await tx
+      .insert(userRoles)
+      .values(assigned.map((r) => ({ userId: user!.id, roleId: r.id })))
+      .onConflictDoNothing();
+    if (!user!.active) await tx.update(users).set({ active: true }).where(eq(users.id, user!.id));
+    return { userId: user!.id, created: Boolean(inserted) };
+  });
+}
+
+export async function hasActiveAdmin(db: DbOrTx): Promise<boolean> {
+  const [row] = await db
+    .select({ id: users.id })
+    .from(users)
+    .innerJoin(userRoles, eq(userRoles.userId, users.id))
+    .innerJoin(roles, eq(roles.id, userRoles.roleId))
+    .where(and(eq(users.active, true), eq(roles.name, ADMIN_ROLE)))
+    .limit(1);
+  return Boolean(row);
+}

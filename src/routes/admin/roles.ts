@@ -1,0 +1,109 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from '@sinclair/typebox';
+import { EVERYONE } from '../../domain/access-cache.js';
+import { createRole, deleteRole, getRole, listRoles, setRolePermissions, updateRole } from '../../domain/roles.js';
+import { NameList, RoleName, RoleParams, RoleSchema, toRoleView } from '../../schemas/admin.js';
+import { BODY_PROBLEMS, problemResponses } from '../../schemas/problem.js';
+import type { Gatehouse } from '../../services.js';
+
+const Description = Type.String({ maxLength: 500 });
+const CreateBody = Type.Object(
+  { name: RoleName, description: Type.Optional(Description), permissions: Type.Optional(NameList('Permissions the role grants')) },
+  { additionalProperties: false },
+);
+const PatchBody = Type.Object({ description: Type.Optional(Type.Union([Description, Type.Null()])) }, { additionalProperties: false });
+const PermissionsBody = Type.Object({ permissions: NameList('The complete set of permissions the role will grant') }, { additionalProperties: false });
+const DeleteQuery = Type.Object(
+  { force: Type.Boolean({ default: false, description: 'Also remove the role from the users who hold it' }) },
+  { additionalProperties: false },
+);
+const RoleRef = Type.Ref(RoleSchema);
+
+export const adminRoleRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }> = async (app, { gatehouse }) => {
+  const { db, access } = gatehouse;
+
+  app.get(
+    '/roles',
+    {
+      config: { permissionsRequired: ['roles:read'] },
+      schema: { summary: 'List roles with their permissions', tags: ['admin'], response: { 200: Type.Object({ items: Type.Array(RoleRef) }), ...problemResponses(401, 403) } },
+    },
+    async () => ({ items: (await listRoles(db)).map(toRoleView) }),
+  );
+
+  app.post(
+    '/roles',
+    {
+      config: { permissionsRequired: ['roles:write'] },
+      schema: { summary: 'Create a role', tags: ['admin'], body: CreateBody, response: { 201: RoleRef, ...problemResponses(...BODY_PROBLEMS, 401, 403, 409) } },
+    },
+    async (request, reply) => {
+      const role = await createRole(db, request.body);
+      return reply.code(201).send(toRoleView(role));
+    },
+  );
+
+  app.get(
+    '/roles/:name',
+    {
+      config: { permissionsRequired: ['roles:read'] },
+      schema: { summary: 'One role', tags: ['admin'], params: RoleParams, response: { 200: RoleRef, ...problemResponses(401, 403, 404) } },
+    },
+    async (request) => toRoleView(await getRole(db, request.params.name)),
+  );
+
+  app.patch(
+    '/roles/:name',
+    {
+      config: { permissionsRequired: ['roles:write'] },
+      schema: {
+        summary: "Change a role's description (roles are not renamed)",
+        tags: ['admin'],
+        params: RoleParams,
+        body: PatchBody,
+        response: { 200: RoleRef, ...problemResponses(...BODY_PROBLEMS, 401, 403, 404) },
+      },
+    },
+    async (request) => toRoleView(await updateRole(db, request.params.name, request.body)),
+  );
+
+  app.delete(
+    '/roles/:name',
+    {
+      config: { permissionsRequired: ['roles:write'] },
+      schema: {
+        summary: 'Delete a role',
+        description: 'A role still assigned answers 409 role_in_use unless ?force=true; built-in roles are never deleted.',
+        tags: ['admin'],
+        params: RoleParams,
+        querystring: DeleteQuery,
+        response: { 204: Type.Null({ description: 'Deleted' }), ...problemResponses(400, 401, 403, 404, 409) },
+      },
+    },
+    async (request, reply) => {
+      await deleteRole(db, request.params.name, request.query.force);
+      await access.changed(EVERYONE);
+      return reply.code(204).send(null);
+    },
+  );
+
+  app.put(
+    '/roles/:name/permissions',
+    {
+      config: { permissionsRequired: ['roles:write'] },
+      schema: {
+        summary: "Replace a role's permissions",
+        tags: ['admin'],
+        params: RoleParams,
+        body: PermissionsBody,
+        response: { 200: RoleRef, ...problemResponses(...BODY_PROBLEMS, 401, 403, 404, 409) },
+      },
+    },
+    async (request) => {
+      const role = await setRolePermissions(db, request.params.name, request.body.permissions);
+      // Every holder of the role is affected: drop every cached entry.
+      await access.changed(EVERYONE);
+      return toRoleView(role);
+    },
+  );
+};

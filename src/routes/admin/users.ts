@@ -1,0 +1,140 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from '@sinclair/typebox';
+import { deleteUser, listUsers, setUserRoles, updateUser } from '../../domain/admin-users.js';
+import { revokeUserSessions } from '../../domain/sessions.js';
+import { loadUserWithAccess } from '../../domain/users.js';
+import { problem } from '../../errors.js';
+import { AdminUserSchema, NameList, RoleName, UserId, toAdminUserView } from '../../schemas/admin.js';
+import { BODY_PROBLEMS, problemResponses } from '../../schemas/problem.js';
+import type { Gatehouse } from '../../services.js';
+
+const ListQuery = Type.Object(
+  {
+    limit: Type.Integer({ minimum: 1, maximum: 100, default: 20 }),
+    cursor: Type.Optional(Type.String({ maxLength: 200, description: 'nextCursor of the previous page' })),
+    q: Type.Optional(Type.String({ minLength: 1, maxLength: 200, description: 'Case-insensitive substring of email or name' })),
+    role: Type.Optional(RoleName),
+  },
+  { additionalProperties: false },
+);
+const UserPage = Type.Object({ items: Type.Array(Type.Ref(AdminUserSchema)), nextCursor: Type.Union([Type.String(), Type.Null()]) });
+const PatchBody = Type.Object(
+  {
+    name: Type.Optional(Type.Union([Type.String({ minLength: 1, maxLength: 200 }), Type.Null()])),
+    active: Type.Optional(Type.Boolean({ description: 'false logs the user out everywhere' })),
+  },
+  { additionalProperties: false },
+);
+const RolesBody = Type.Object({ roles: NameList('The complete set of roles the user will hold') }, { additionalProperties: false });
+const READ_PROBLEMS = problemResponses(400, 401, 403, 404);
+const WRITE_PROBLEMS = problemResponses(...BODY_PROBLEMS, 401, 403, 404, 409);
+
+export const adminUserRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }> = async (app, { gatehouse }) => {
+  const { db, access } = gatehouse;
+  const view = async (id: string) => {
+    const found = await loadUserWithAccess(db, id);
+    if (!found) throw problem('not_found', `No user with id ${id}.`);
+    return toAdminUserView(found);
+  };
+
+  app.get(
+    '/users',
+    {
+      config: { permissionsRequired: ['users:read'] },
+      schema: {
+        summary: 'List users, oldest first, a page at a time',
+        tags: ['admin'],
+        querystring: ListQuery,
+        response: { 200: UserPage, ...problemResponses(400, 401, 403) },
+      },
+    },
+    async (request) => {
+      const page = await listUsers(db, request.query);
+      return { items: page.items.map(toAdminUserView), nextCursor: page.nextCursor };
+    },
+  );
+
+  app.get(
+    '/users/:id',
+    {
+      config: { permissionsRequired: ['users:read'] },
+      schema: { summary: 'One user', tags: ['admin'], params: UserId, response: { 200: Type.Ref(AdminUserSchema), ...READ_PROBLEMS } },
+    },
+    async (request) => view(request.params.id),
+  );
+
+  app.patch(
+    '/users/:id',
+    {
+      config: { permissionsRequired: ['users:write'] },
+      schema: {
+        summary: 'Rename, deactivate or reactivate a user',
+        tags: ['admin'],
+        params: UserId,
+        body: PatchBody,
+        response: { 200: Type.Ref(AdminUserSchema), ...WRITE_PROBLEMS },
+      },
+    },
+    async (request) => {
+      await updateUser(db, request.params.id, request.body);
+      await access.changed(request.params.id);
+      return view(request.params.id);
+    },
+  );
+
+  app.delete(
+    '/users/:id',
+    {
+      config: { permissionsRequired: ['users:delete'] },
+      schema: {
+        summary: 'Delete a user and all their sessions',
+        tags: ['admin'],
+        params: UserId,
+        response: { 204: Type.Null({ description: 'Deleted' }), ...problemResponses(400, 401, 403, 404, 409) },
+      },
+    },
+    async (request, reply) => {
+      await deleteUser(db, request.params.id);
+      await access.changed(request.params.id);
+      return reply.code(204).send(null);
+    },
+  );
+
+  app.put(
+    '/users/:id/roles',
+    {
+      config: { permissionsRequired: ['roles:assign'] },
+      schema: {
+        summary: "Replace a user's roles",
+        tags: ['admin'],
+        params: UserId,
+        body: RolesBody,
+        response: { 200: Type.Ref(AdminUserSchema), ...WRITE_PROBLEMS },
+      },
+    },
+    async (request) => {
+      await setUserRoles(db, request.params.id, request.body.roles);
+      await access.changed(request.params.id);
+      return view(request.params.id);
+    },
+  );
+
+  app.post(
+    '/users/:id/sessions/revoke',
+    {
+      config: { permissionsRequired: ['users:write'] },
+      schema: {
+        summary: 'Log a user out everywhere',
+        tags: ['admin'],
+        params: UserId,
+        response: { 204: Type.Null({ description: 'Every session revoked' }), ...READ_PROBLEMS },
+      },
+    },
+    async (request, reply) => {
+      await view(request.params.id);
+      await revokeUserSessions(db, request.params.id, 'admin');
+      await access.changed(request.params.id);
+      return reply.code(204).send(null);
+    },
+  );
+};
