@@ -31,6 +31,12 @@ export const EnvSchema = Type.Object({
   AUTHZ_CACHE_TTL: Type.String({ ...Duration, default: '30s' }),
   BCRYPT_COST: Type.String({ pattern: '^\\d{1,2}$', default: '12' }),
   COOKIE_SECURE: Bool('true'),
+  SMTP_URL: Type.Optional(Type.String({ pattern: '^smtps?://' })),
+  MAIL_FROM: Type.String({ minLength: 3, default: 'Gatehouse <no-reply@localhost>' }),
+  APP_URL: Type.String({ pattern: '^https?://', default: 'http://localhost:5173' }),
+  CONFIRM_TOKEN_TTL: Type.String({ ...Duration, default: '24h' }),
+  RESET_TOKEN_TTL: Type.String({ ...Duration, default: '1h' }),
+  REQUIRE_EMAIL_CONFIRMATION: Bool('false'),
   ADMIN_EMAIL: Type.Optional(Type.String()),
   ADMIN_PASSWORD: Type.Optional(Type.String()),
 });
@@ -57,6 +63,14 @@ export interface Config {
   bcryptCost: number;
   cookieSecure: boolean;
   admin?: { email: string; password: string };
+  /** smtp(s):// URL; unset = messages are logged instead of sent (development). */
+  smtpUrl?: string;
+  mailFrom: string;
+  /** The front end's address: links in mails point there. */
+  appUrl: string;
+  confirmTokenTtl: number;
+  resetTokenTtl: number;
+  requireEmailConfirmation: boolean;
 }
 
 export class ConfigError extends Error {
@@ -64,6 +78,7 @@ export class ConfigError extends Error {
 }
 
 const MIN_SECRET_BYTES = 32;
+const isTrue = (value: string) => value === 'true' || value === '1';
 
 /** Reads and validates configuration; the only place that looks at process.env. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env, warn: (msg: string) => void = console.warn): Config {
@@ -114,7 +129,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, warn: (msg: str
     refreshReuseGrace: duration('REFRESH_REUSE_GRACE'),
     authzCacheTtl: duration('AUTHZ_CACHE_TTL'),
     bcryptCost,
-    cookieSecure: e.COOKIE_SECURE === 'true' || e.COOKIE_SECURE === '1',
+    cookieSecure: isTrue(e.COOKIE_SECURE),
+    smtpUrl: e.SMTP_URL,
+    mailFrom: e.MAIL_FROM,
+    appUrl: e.APP_URL.replace(/\/+$/, ''),
+    confirmTokenTtl: duration('CONFIRM_TOKEN_TTL'),
+    resetTokenTtl: duration('RESET_TOKEN_TTL'),
+    requireEmailConfirmation: isTrue(e.REQUIRE_EMAIL_CONFIRMATION),
     admin: e.ADMIN_EMAIL && e.ADMIN_PASSWORD ? { email: e.ADMIN_EMAIL, password: e.ADMIN_PASSWORD } : undefined,
   };
 }

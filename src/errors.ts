@@ -6,14 +6,16 @@ export const PROBLEMS = {
   validation_failed: { status: 400, title: 'Request validation failed' },
   invalid_json: { status: 400, title: 'Malformed JSON body' },
   token_missing: { status: 401, title: 'Authentication required' },
-  token_invalid: { status: 401, title: 'Invalid access token' },
-  token_expired: { status: 401, title: 'Access token expired' },
+  // 401 for access tokens; 400 (status given where raised) for the single-use tokens of mailed links.
+  token_invalid: { status: 401, title: 'Invalid token' },
+  token_expired: { status: 401, title: 'Token expired' },
   session_revoked: { status: 401, title: 'Session revoked' },
   invalid_credentials: { status: 401, title: 'Invalid credentials' },
   invalid_refresh_token: { status: 401, title: 'Invalid refresh token' },
   refresh_token_expired: { status: 401, title: 'Refresh token expired' },
   refresh_token_reused: { status: 401, title: 'Refresh token reused' },
   account_disabled: { status: 403, title: 'Account disabled' },
+  email_not_confirmed: { status: 403, title: 'Email not confirmed' },
   csrf_failed: { status: 403, title: 'CSRF check failed' },
   permission_denied: { status: 403, title: 'Permission denied' },
   not_found: { status: 404, title: 'Not found' },
@@ -46,10 +48,10 @@ export class ProblemError extends Error {
   constructor(
     readonly code: ProblemCode,
     readonly detail: string,
-    readonly extra: { errors?: FieldError[]; headers?: Record<string, string> } = {},
+    readonly extra: { errors?: FieldError[]; headers?: Record<string, string>; status?: number } = {},
   ) {
     super(detail);
-    this.status = PROBLEMS[code].status;
+    this.status = extra.status ?? PROBLEMS[code].status;
     this.title = PROBLEMS[code].title;
   }
 

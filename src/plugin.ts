@@ -14,7 +14,8 @@ import { authRoutes } from './routes/auth/index.js';
 import { healthRoutes } from './routes/health/index.js';
 import { AdminUserSchema, PermissionSchema, RoleSchema } from './schemas/admin.js';
 import { ProblemSchema } from './schemas/problem.js';
-import { TokenResponseSchema } from './schemas/tokens.js';
+import { SessionSchema } from './schemas/session.js';
+import { RegisterResponseSchema, TokenResponseSchema } from './schemas/tokens.js';
 import { UserSchema } from './schemas/user.js';
 import { createGatehouse, type Gatehouse } from './services.js';
 
@@ -41,10 +42,18 @@ export const gatehousePlugin = fp(
   async (app: FastifyInstance, options: GatehouseOptions) => {
     const { config } = options;
     const database = options.database ?? (await openConfiguredDatabase(config));
-    if (!options.database) app.addHook('onClose', () => database.close());
     await seed(database.db);
 
-    const gatehouse = createGatehouse(config, database);
+    const gatehouse = createGatehouse(config, database, app.log);
+    await gatehouse.access.start();
+    // One hook, in order: finish work in flight, stop listening, then let go of the database.
+    app.addHook('onClose', async () => {
+      await gatehouse.background.idle();
+      await gatehouse.mailer.idle();
+      gatehouse.mailer.close();
+      await gatehouse.access.stop();
+      if (!options.database) await database.close();
+    });
     if (config.admin && !(await hasActiveAdmin(database.db))) {
       const { email, password } = config.admin;
       const { created } = await ensureAdmin(database.db, { email: normalizeEmail(email), passwordHash: () => gatehouse.passwords.hash(password) });
@@ -52,7 +61,8 @@ export const gatehousePlugin = fp(
     }
     app.decorate('gatehouse', gatehouse);
     // Shared schemas live at the top so the OpenAPI document can name them as components.
-    for (const schema of [ProblemSchema, UserSchema, TokenResponseSchema, AdminUserSchema, RoleSchema, PermissionSchema]) {
+    const shared = [ProblemSchema, UserSchema, TokenResponseSchema, RegisterResponseSchema, SessionSchema, AdminUserSchema, RoleSchema, PermissionSchema];
+    for (const schema of shared) {
       if (!app.getSchema(schema.$id!)) app.addSchema(schema);
     }
     await app.register(authPlugin, { gatehouse });

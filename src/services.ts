@@ -1,9 +1,12 @@
+import type { FastifyBaseLogger } from 'fastify';
 import type { Config } from './config.js';
 import type { Database, Db } from './db/client.js';
 import { AccessCache } from './domain/access-cache.js';
 import { createPasswordHasher, type PasswordHasher } from './domain/passwords.js';
 import type { SessionSettings } from './domain/sessions.js';
 import { deriveKey } from './domain/tokens.js';
+import { createBackgroundTasks, type BackgroundTasks } from './lib/background.js';
+import { createMailer, type Mailer } from './mail/mailer.js';
 
 /** Everything a Gatehouse handler needs, built once per app from the config and the database. */
 export interface Gatehouse {
@@ -15,9 +18,11 @@ export interface Gatehouse {
   sessionSettings: SessionSettings;
   /** Derives the CSRF token of a cookie-mode session from its id: nothing to store. */
   csrfKey: Buffer;
+  mailer: Mailer;
+  background: BackgroundTasks;
 }
 
-export function createGatehouse(config: Config, database: Database): Gatehouse {
+export function createGatehouse(config: Config, database: Database, log: FastifyBaseLogger): Gatehouse {
   return {
     config,
     database,
@@ -31,5 +36,7 @@ export function createGatehouse(config: Config, database: Database): Gatehouse {
       successorKey: deriveKey(config.jwtSecret, 'refresh-successor'),
     },
     csrfKey: deriveKey(config.jwtSecret, 'csrf'),
+    mailer: createMailer({ smtpUrl: config.smtpUrl, from: config.mailFrom, log }),
+    background: createBackgroundTasks(log),
   };
 }

@@ -122,6 +122,27 @@ export const refreshTokens = pgTable(
   (t) => [uniqueIndex('refresh_tokens_token_hash_key').on(t.tokenHash), index('refresh_tokens_session_id_idx').on(t.sessionId)],
 );
 
+/**
+ * Single-use tokens sent by mail: sign-up confirmation, email change (with the new address) and
+ * password reset. Only the SHA-256 of the token is stored.
+ */
+export const userTokens = pgTable(
+  'user_tokens',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    userId: uuid('user_id')
+      .notNull()
+      .references(() => users.id, { onDelete: 'cascade' }),
+    purpose: text('purpose', { enum: ['confirm_email', 'change_email', 'reset_password'] }).notNull(),
+    tokenHash: text('token_hash').notNull(),
+    newEmail: text('new_email'),
+    createdAt: createdAt(),
+    expiresAt: timestamp('expires_at', { withTimezone: true }).notNull(),
+    usedAt: timestamp('used_at', { withTimezone: true }),
+  },
+  (t) => [uniqueIndex('user_tokens_token_hash_key').on(t.tokenHash), index('user_tokens_user_id_idx').on(t.userId)],
+);
+
 export const usersRelations = relations(users, ({ many }) => ({
   userRoles: many(userRoles),
   sessions: many(sessions),
@@ -152,3 +173,5 @@ export const refreshTokensRelations = relations(refreshTokens, ({ one }) => ({
 export type User = typeof users.$inferSelect;
 export type Session = typeof sessions.$inferSelect;
 export type RefreshToken = typeof refreshTokens.$inferSelect;
+export type UserToken = typeof userTokens.$inferSelect;
+export type UserTokenPurpose = UserToken['purpose'];

@@ -1,4 +1,4 @@
-import { and, eq, isNull, ne, sql } from 'drizzle-orm';
+import { and, desc, eq, gt, isNull, ne, sql } from 'drizzle-orm';
 import type { Db } from '../db/client.js';
 import { refreshTokens, sessions, type Session } from '../db/schema.js';
 import { hashToken, hmac, looksLikeOpaqueToken, newOpaqueToken } from './tokens.js';
@@ -164,4 +164,13 @@ export async function startLoginSession(
     await recordLogin(tx, input.userId, input.ip);
     return opened;
   });
+}
+
+/** Sessions that can still be refreshed, newest first. */
+export async function listLiveSessions(db: DbOrTx, userId: string): Promise<Session[]> {
+  return db
+    .select()
+    .from(sessions)
+    .where(and(eq(sessions.userId, userId), isNull(sessions.revokedAt), gt(sessions.expiresAt, new Date())))
+    .orderBy(desc(sessions.createdAt));
 }

@@ -103,3 +103,7 @@ export async function liveSessionIds(db: DbOrTx, userId: string): Promise<string
     .where(and(eq(sessions.userId, userId), sql`${sessions.revokedAt} is null`));
   return rows.map((r) => r.id);
 }
+
+export async function updateProfile(db: DbOrTx, userId: string, input: { name: string | null }): Promise<void> {
+  await db.update(users).set({ name: input.name, updatedAt: new Date() }).where(eq(users.id, userId));
+}

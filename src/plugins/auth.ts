@@ -45,12 +45,16 @@ export const authPlugin = fp(
     await app.register(cookie);
     await app.register(jwt, {
       secret: config.jwtSecret,
-      sign: { algorithm: 'HS256', iss: config.jwtIssuer, aud: config.jwtAudience, expiresIn: config.accessTokenTtl * 1000 },
-      verify: { algorithms: ['HS256'], allowedIss: config.jwtIssuer, allowedAud: config.jwtAudience },
+      // @fastify/jwt reads a number as seconds (and converts it for fast-jwt itself).
+      sign: { algorithm: 'HS256', iss: config.jwtIssuer, aud: config.jwtAudience, expiresIn: config.accessTokenTtl },
+      // fast-jwt checks iss, aud and exp only when present: a token without them must not pass.
+      verify: {
+        algorithms: ['HS256'],
+        allowedIss: config.jwtIssuer,
+        allowedAud: config.jwtAudience,
+        requiredClaims: ['iss', 'aud', 'exp'],
+      },
     });
-
-    await access.start();
-    app.addHook('onClose', () => access.stop());
 
     app.decorateRequest('principal', null);
     app.decorate('signAccessToken', (claims: { sub: string; sid: string }) => app.jwt.sign(claims));
@@ -63,7 +67,8 @@ export const authPlugin = fp(
       try {
         claims = app.jwt.verify<AccessTokenClaims>(match[1]!);
       } catch (err) {
-        const expired = (err as { code?: string }).code === 'FST_JWT_AUTHORIZATION_TOKEN_EXPIRED';
+        // app.jwt.verify throws fast-jwt's own errors; the FST_JWT_* codes come only from request.jwtVerify.
+        const expired = (err as { code?: string }).code === 'FAST_JWT_EXPIRED';
         throw expired
           ? unauthorized('token_expired', 'The access token has expired: refresh it.')
           : unauthorized('token_invalid', 'The access token is not valid.');

@@ -17,3 +17,12 @@ export const TokenResponseSchema = Type.Object(
   { $id: 'TokenResponse', title: 'TokenResponse' },
 );
 export type TokenResponse = Static<typeof TokenResponseSchema> & { user: Static<typeof UserSchema> };
+
+/**
+ * Register's answer: with REQUIRE_EMAIL_CONFIRMATION the account exists but no session is opened
+ * until the address is confirmed, so every token field is optional.
+ */
+export const RegisterResponseSchema = Type.Composite(
+  [Type.Partial(Type.Omit(TokenResponseSchema, ['user'])), Type.Object({ user: Type.Ref(UserSchema) })],
+  { $id: 'RegisterResponse', title: 'RegisterResponse' },
+);

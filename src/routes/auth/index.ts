@@ -1,13 +1,17 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { Gatehouse } from '../../services.js';
+import { emailRoutes } from './email.js';
 import { loginRoute } from './login.js';
 import { logoutRoute } from './logout.js';
 import { meRoute } from './me.js';
+import { passwordRoutes } from './password.js';
 import { refreshRoute } from './refresh.js';
 import { registerRoute } from './register.js';
+import { sessionRoutes } from './sessions.js';
 
 export const authRoutes: FastifyPluginAsync<{ gatehouse: Gatehouse }> = async (app, { gatehouse }) => {
-  for (const route of [registerRoute, loginRoute, refreshRoute, logoutRoute, meRoute]) {
+  const routes = [registerRoute, loginRoute, refreshRoute, logoutRoute, meRoute, emailRoutes, passwordRoutes, sessionRoutes];
+  for (const route of routes) {
     await app.register(route, { gatehouse });
   }
 };

@@ -47,6 +47,9 @@ export const loginRoute: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }> = a
       if (!(await passwords.verify(password, user.passwordHash))) throw problem('invalid_credentials', INVALID);
       // Only someone who knows the password learns that the account is disabled.
       if (!user.active) throw problem('account_disabled', 'This account has been disabled.');
+      if (gatehouse.config.requireEmailConfirmation && !user.emailConfirmedAt) {
+        throw problem('email_not_confirmed', 'Confirm your email address first: follow the link we mailed, or ask for a new one.');
+      }
       if (passwords.needsRehash(user.passwordHash)) {
         await updatePasswordHash(db, user.id, await passwords.hash(password));
       }

@@ -4,10 +4,11 @@ import { startLoginSession } from '../../domain/sessions.js';
 import { createUser } from '../../domain/users.js';
 import { problem } from '../../errors.js';
 import { BODY_PROBLEMS, problemResponses } from '../../schemas/problem.js';
-import { TokenResponseSchema } from '../../schemas/tokens.js';
-import { Email, Name, Password } from '../../schemas/user.js';
+import { RegisterResponseSchema } from '../../schemas/tokens.js';
+import { Email, Name, Password, toUserView } from '../../schemas/user.js';
 import type { Gatehouse } from '../../services.js';
 import { normalizeEmailFields } from '../body-hooks.js';
+import { sendConfirmation } from './email-links.js';
 import { issueTokens, requestContext } from './tokens.js';
 
 export const RegisterBody = Type.Object(
@@ -28,10 +29,11 @@ export const registerRoute: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }> 
       preValidation: normalizeEmailFields('email'),
       schema: {
         summary: 'Create an account',
-        description: 'Creates the user with the default role and, as the first login, opens a session.',
+        description:
+          'Creates the user with the default role and mails a confirmation link. Unless REQUIRE_EMAIL_CONFIRMATION is set, it also opens a session (the first login) and answers with tokens.',
         tags: ['auth'],
         body: RegisterBody,
-        response: { 201: TokenResponseSchema, ...problemResponses(...BODY_PROBLEMS, 409) },
+        response: { 201: RegisterResponseSchema, ...problemResponses(...BODY_PROBLEMS, 409) },
       },
     },
     async (request, reply) => {
@@ -39,8 +41,12 @@ export const registerRoute: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }> 
       const passwordHash = await gatehouse.passwords.hash(password);
       const user = await createUser(gatehouse.db, { email, passwordHash, name });
       if (!user) throw problem('email_taken', 'An account with this email already exists.');
-      const opened = await startLoginSession(gatehouse.db, { userId: user.id, ...requestContext(request) }, gatehouse.sessionSettings);
+      sendConfirmation(gatehouse, { userId: user.id, email: user.email });
       reply.code(201);
+      if (gatehouse.config.requireEmailConfirmation) {
+        return { user: toUserView((await gatehouse.access.get(user.id))!) };
+      }
+      const opened = await startLoginSession(gatehouse.db, { userId: user.id, ...requestContext(request) }, gatehouse.sessionSettings);
       return issueTokens(gatehouse, request, reply, { ...opened, useCookie: useCookie === true });
     },
   );

@@ -1,0 +1,59 @@
+import nodemailer, { type Transporter } from 'nodemailer';
+import type { FastifyBaseLogger } from 'fastify';
+
+export interface MailMessage {
+  to: string;
+  subject: string;
+  text: string;
+  html: string;
+  /** The one link the message is about, for the development transport's log line. */
+  link: string;
+}
+
+export interface Mailer {
+  /**
+   * Sends in the background and never throws: a mail failure is logged and the HTTP answer that
+   * caused it is the same, and as fast, whether the mail server is up, refuses, or hangs.
+   */
+  send(message: MailMessage): void;
+  /** Resolves when every message handed over so far has been sent or has failed. */
+  idle(): Promise<void>;
+  close(): void;
+}
+
+// A mail server that accepts the connection and then says nothing must not pile up sockets.
+const SMTP_TIMEOUTS = { connectionTimeout: 5_000, greetingTimeout: 5_000, socketTimeout: 10_000 };
+
+export function createMailer(options: { smtpUrl?: string; from: string; log: FastifyBaseLogger }): Mailer {
+  const { smtpUrl, from, log } = options;
+  const transport: Transporter | undefined = smtpUrl ? nodemailer.createTransport(smtpUrl, SMTP_TIMEOUTS) : undefined;
+  const pending = new Set<Promise<void>>();
+
+  const deliver = async (message: MailMessage): Promise<void> => {
+    if (!transport) {
+      // Development transport: the link in the log is all a developer needs to follow the flow.
+      log.info({ mail: { to: message.to, subject: message.subject, link: message.link } }, 'mail (not sent: SMTP_URL is not set)');
+      return;
+    }
+    try {
+      await transport.sendMail({ from, to: message.to, subject: message.subject, text: message.text, html: message.html });
+      log.info({ mail: { subject: message.subject } }, 'mail sent');
+    } catch (err) {
+      // Neither the address nor the link is logged here: the failure is about the server.
+      log.error({ err: { message: (err as Error).message, code: (err as { code?: string }).code } }, 'mail failed');
+    }
+  };
+
+  return {
+    send(message) {
+      const sending = deliver(message).finally(() => pending.delete(sending));
+      pending.add(sending);
+    },
+    async idle() {
+      await Promise.allSettled([...pending]);
+    },
+    close() {
+      transport?.close();
+    },
+  };
+}

@@ -1,0 +1,88 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from '@sinclair/typebox';
+import { confirmEmail } from '../../domain/account.js';
+import { findUserByEmail } from '../../domain/users.js';
+import { problem } from '../../errors.js';
+import { BODY_PROBLEMS, problemResponses } from '../../schemas/problem.js';
+import { Email, UserSchema, toUserView } from '../../schemas/user.js';
+import type { Gatehouse } from '../../services.js';
+import { normalizeEmailFields } from '../body-hooks.js';
+import { sendConfirmation, sendEmailChange } from './email-links.js';
+
+export const TokenBody = Type.Object({ token: Type.String({ minLength: 1, maxLength: 512 }) }, { additionalProperties: false });
+export const Accepted = Type.Object({ status: Type.Literal('accepted') }, { description: 'Accepted: a mail is on its way if there is anything to send' });
+const INVALID_CREDENTIALS = 'The password is wrong.';
+
+export const emailRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }> = async (app, { gatehouse }) => {
+  const { db, access, passwords } = gatehouse;
+
+  app.post(
+    '/email/confirm',
+    {
+      config: { public: true },
+      schema: {
+        summary: 'Confirm an email address with the token from the mailed link',
+        description: 'Confirms a sign-up address, or completes an email change (the answer shows the new address). Single use.',
+        tags: ['account'],
+        body: TokenBody,
+        response: { 200: Type.Object({ user: Type.Ref(UserSchema) }), ...problemResponses(...BODY_PROBLEMS, 409) },
+      },
+    },
+    async (request) => {
+      const userId = await confirmEmail(db, request.body.token);
+      await access.changed(userId);
+      const current = await access.get(userId);
+      if (!current) throw problem('token_invalid', 'This link is not valid, or has already been used.', { status: 400 });
+      return { user: toUserView(current) };
+    },
+  );
+
+  app.post(
+    '/email/resend',
+    {
+      config: { public: true },
+      preValidation: normalizeEmailFields('email'),
+      schema: {
+        summary: 'Mail the confirmation link again',
+        description: 'Answers 202 whether or not the address belongs to an account, so it reveals nothing.',
+        tags: ['account'],
+        body: Type.Object({ email: Type.String({ minLength: 1, maxLength: 320 }) }, { additionalProperties: false }),
+        response: { 202: Accepted, ...problemResponses(...BODY_PROBLEMS) },
+      },
+    },
+    async (request, reply) => {
+      const { email } = request.body;
+      gatehouse.background.run('resend-lookup', async () => {
+        const user = await findUserByEmail(db, email);
+        if (user && !user.emailConfirmedAt) sendConfirmation(gatehouse, { userId: user.id, email: user.email });
+      });
+      return reply.code(202).send({ status: 'accepted' as const });
+    },
+  );
+
+  app.post(
+    '/email/change',
+    {
+      config: { authenticated: true },
+      preValidation: normalizeEmailFields('newEmail'),
+      schema: {
+        summary: 'Change the email address',
+        description: 'Mails a confirmation link to the new address; the email changes only when that link is used.',
+        tags: ['account'],
+        body: Type.Object({ newEmail: Email, password: Type.String({ minLength: 1, maxLength: 1024 }) }, { additionalProperties: false }),
+        response: { 202: Accepted, ...problemResponses(...BODY_PROBLEMS, 401, 409) },
+      },
+    },
+    async (request, reply) => {
+      const { user } = request.principal!.access;
+      const { newEmail, password } = request.body;
+      const current = await findUserByEmail(db, user.email);
+      if (!current || !(await passwords.verify(password, current.passwordHash))) throw problem('invalid_credentials', INVALID_CREDENTIALS);
+      if (newEmail !== current.email && (await findUserByEmail(db, newEmail))) {
+        throw problem('email_taken', 'An account with this email already exists.');
+      }
+      sendEmailChange(gatehouse, { userId: current.id, newEmail });
+      return reply.code(202).send({ status: 'accepted' as const });
+    },
+  );
+};

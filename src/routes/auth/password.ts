@@ -1,0 +1,88 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from '@sinclair/typebox';
+import { resetPassword } from '../../domain/account.js';
+import { revokeUserSessions } from '../../domain/sessions.js';
+import { findUserById, findUserByEmail, updatePasswordHash } from '../../domain/users.js';
+import { problem } from '../../errors.js';
+import { BODY_PROBLEMS, problemResponses } from '../../schemas/problem.js';
+import { Password } from '../../schemas/user.js';
+import type { Gatehouse } from '../../services.js';
+import { normalizeEmailFields } from '../body-hooks.js';
+import { sendPasswordReset } from './email-links.js';
+import { Accepted } from './email.js';
+
+const NoContent = Type.Null({ description: 'Done' });
+
+export const passwordRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }> = async (app, { gatehouse }) => {
+  const { db, access, passwords } = gatehouse;
+
+  app.post(
+    '/password/forgot',
+    {
+      config: { public: true },
+      preValidation: normalizeEmailFields('email'),
+      schema: {
+        summary: 'Mail a password reset link',
+        description: 'Answers 202 at once whether or not the address belongs to an account: the lookup and the mail happen afterwards.',
+        tags: ['account'],
+        body: Type.Object({ email: Type.String({ minLength: 1, maxLength: 320 }) }, { additionalProperties: false }),
+        response: { 202: Accepted, ...problemResponses(...BODY_PROBLEMS) },
+      },
+    },
+    async (request, reply) => {
+      const { email } = request.body;
+      gatehouse.background.run('forgot-lookup', async () => {
+        const user = await findUserByEmail(db, email);
+        if (user?.active) sendPasswordReset(gatehouse, { userId: user.id, email: user.email });
+      });
+      return reply.code(202).send({ status: 'accepted' as const });
+    },
+  );
+
+  app.post(
+    '/password/reset',
+    {
+      config: { public: true },
+      schema: {
+        summary: 'Set a new password with the token from the mailed link',
+        description: 'Single use. Logs the user out of every session.',
+        tags: ['account'],
+        body: Type.Object({ token: Type.String({ minLength: 1, maxLength: 512 }), password: Password }, { additionalProperties: false }),
+        response: { 204: NoContent, ...problemResponses(...BODY_PROBLEMS) },
+      },
+    },
+    async (request, reply) => {
+      const userId = await resetPassword(db, request.body.token, await passwords.hash(request.body.password));
+      await access.changed(userId);
+      return reply.code(204).send(null);
+    },
+  );
+
+  app.post(
+    '/password/change',
+    {
+      config: { authenticated: true },
+      schema: {
+        summary: 'Change the password',
+        description: 'Logs out every other session of the user; this one stays.',
+        tags: ['account'],
+        body: Type.Object(
+          { currentPassword: Type.String({ minLength: 1, maxLength: 1024 }), newPassword: Password },
+          { additionalProperties: false },
+        ),
+        response: { 204: NoContent, ...problemResponses(...BODY_PROBLEMS, 401) },
+      },
+    },
+    async (request, reply) => {
+      const { userId, sessionId } = request.principal!;
+      const user = await findUserById(db, userId);
+      if (!user || !(await passwords.verify(request.body.currentPassword, user.passwordHash))) {
+        throw problem('invalid_credentials', 'The current password is wrong.');
+      }
+      await updatePasswordHash(db, userId, await passwords.hash(request.body.newPassword));
+      await revokeUserSessions(db, userId, 'password_change', sessionId);
+      await access.changed(userId);
+      return reply.code(204).send(null);
+    },
+  );
+};

@@ -1,0 +1,75 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from '@sinclair/typebox';
+import { findSession, listLiveSessions, revokeSession, revokeUserSessions } from '../../domain/sessions.js';
+import { problem } from '../../errors.js';
+import { problemResponses } from '../../schemas/problem.js';
+import { SessionSchema } from '../../schemas/session.js';
+import type { Gatehouse } from '../../services.js';
+
+export const sessionRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }> = async (app, { gatehouse }) => {
+  const { db, access } = gatehouse;
+
+  app.get(
+    '/sessions',
+    {
+      config: { authenticated: true },
+      schema: {
+        summary: "The caller's live sessions",
+        tags: ['account'],
+        response: { 200: Type.Object({ items: Type.Array(Type.Ref(SessionSchema)) }), ...problemResponses(401) },
+      },
+    },
+    async (request) => {
+      const { userId, sessionId } = request.principal!;
+      const sessions = await listLiveSessions(db, userId);
+      return {
+        items: sessions.map((s) => ({
+          id: s.id,
+          userAgent: s.userAgent,
+          ip: s.ip,
+          createdAt: s.createdAt.toISOString(),
+          lastUsedAt: s.lastUsedAt.toISOString(),
+          current: s.id === sessionId,
+        })),
+      };
+    },
+  );
+
+  app.delete(
+    '/sessions/:id',
+    {
+      config: { authenticated: true },
+      schema: {
+        summary: 'End one of your sessions',
+        tags: ['account'],
+        params: Type.Object({ id: Type.String({ format: 'uuid' }) }),
+        response: { 204: Type.Null({ description: 'Revoked' }), ...problemResponses(400, 401, 404) },
+      },
+    },
+    async (request, reply) => {
+      const { userId } = request.principal!;
+      const session = await findSession(db, request.params.id);
+      // Someone else's session is as unknown to the caller as one that does not exist.
+      if (!session || session.userId !== userId) throw problem('not_found', 'No such session.');
+      if (await revokeSession(db, session.id, 'user_request')) await access.changed(userId);
+      return reply.code(204).send(null);
+    },
+  );
+
+  app.post(
+    '/logout-all',
+    {
+      config: { authenticated: true },
+      schema: {
+        summary: 'Log out of every session, this one included',
+        tags: ['account'],
+        response: { 204: Type.Null({ description: 'Every session revoked' }), ...problemResponses(401) },
+      },
+    },
+    async (request, reply) => {
+      await revokeUserSessions(db, request.principal!.userId, 'logout');
+      await access.changed(request.principal!.userId);
+      return reply.code(204).send(null);
+    },
+  );
+};

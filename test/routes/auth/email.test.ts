@@ -1,0 +1,121 @@
+import { buildTestApp, eachDatabase } from '../../helpers/app.js';
+import { startSmtpServer, tokenFrom } from '../../helpers/smtp.js';
+import { PASSWORD, bearer, json, post, registerUser, uniqueEmail } from '../../helpers/users.js';
+
+const APP_URL = 'https://app.example.test';
+
+eachDatabase('sign-up mails a confirmation link that confirms the address once', async (t, kind) => {
+  const mailbox = await startSmtpServer(t);
+  const { app } = await buildTestApp(t, kind, { env: { SMTP_URL: mailbox.url, APP_URL, MAIL_FROM: 'Gatehouse <gh@example.test>' } });
+  const user = await registerUser(app);
+  t.equal(user.user.emailConfirmedAt, null);
+  const mail = await mailbox.waitFor(user.email, /confirm/i);
+  t.match(mail.from?.text, /gh@example\.test/, 'sent from MAIL_FROM');
+  t.ok(mail.html, 'has an HTML part');
+  t.ok(mail.text, 'has a plain-text part');
+  t.match(mail.text, new RegExp(`${APP_URL}/confirm-email\\?token=`), 'the link points at APP_URL');
+  const token = tokenFrom(mail, 'confirm-email');
+
+  const confirmed = await post(app, '/auth/email/confirm', { token });
+  t.equal(confirmed.statusCode, 200);
+  t.ok(json<{ user: { emailConfirmedAt: string } }>(confirmed).user.emailConfirmedAt, 'confirmed');
+  const me = await app.inject({ url: '/auth/me', headers: bearer(user.accessToken) });
+  t.ok(me.json().emailConfirmedAt, '/auth/me shows it at once');
+
+  const again = await post(app, '/auth/email/confirm', { token });
+  t.equal(again.statusCode, 400, 'single use');
+  t.equal(again.json().code, 'token_invalid');
+  const unknown = await post(app, '/auth/email/confirm', { token: 'x'.repeat(43) });
+  t.equal(unknown.json().code, 'token_invalid');
+  t.equal(unknown.statusCode, 400);
+});
+
+eachDatabase('an expired confirmation link answers token_expired', async (t, kind) => {
+  const mailbox = await startSmtpServer(t);
+  const { app } = await buildTestApp(t, kind, { env: { SMTP_URL: mailbox.url, CONFIRM_TOKEN_TTL: '1' } });
+  const user = await registerUser(app);
+  const token = tokenFrom(await mailbox.waitFor(user.email), 'confirm-email');
+  await new Promise((r) => setTimeout(r, 1100));
+  const res = await post(app, '/auth/email/confirm', { token });
+  t.equal(res.statusCode, 400);
+  t.equal(res.json().code, 'token_expired');
+});
+
+eachDatabase('with REQUIRE_EMAIL_CONFIRMATION, no session until the address is confirmed', async (t, kind) => {
+  const mailbox = await startSmtpServer(t);
+  const { app } = await buildTestApp(t, kind, { env: { SMTP_URL: mailbox.url, REQUIRE_EMAIL_CONFIRMATION: 'true' } });
+  const email = uniqueEmail();
+  const res = await post(app, '/auth/register', { email, password: PASSWORD });
+  t.equal(res.statusCode, 201);
+  t.same(Object.keys(res.json()), ['user'], 'the user and no tokens');
+
+  const early = await post(app, '/auth/login', { email, password: PASSWORD });
+  t.equal(early.statusCode, 403);
+  t.equal(early.json().code, 'email_not_confirmed');
+  const wrong = await post(app, '/auth/login', { email, password: 'wrong password!' });
+  t.equal(wrong.json().code, 'invalid_credentials', 'a wrong password still says only that');
+
+  // Resend: the newest link works, the older one no longer does.
+  const first = tokenFrom(await mailbox.waitFor(email), 'confirm-email');
+  t.equal((await post(app, '/auth/email/resend', { email })).statusCode, 202);
+  const second = tokenFrom(await mailbox.waitFor(email), 'confirm-email');
+  t.not(first, second);
+  t.equal((await post(app, '/auth/email/confirm', { token: first })).json().code, 'token_invalid');
+  t.equal((await post(app, '/auth/email/confirm', { token: second })).statusCode, 200);
+  t.equal((await post(app, '/auth/login', { email, password: PASSWORD })).statusCode, 200);
+});
+
+eachDatabase('resend answers the same for known and unknown addresses', async (t, kind) => {
+  const mailbox = await startSmtpServer(t);
+  const { app } = await buildTestApp(t, kind, { env: { SMTP_URL: mailbox.url } });
+  const user = await registerUser(app);
+  const known = await post(app, '/auth/email/resend', { email: user.email });
+  const unknown = await post(app, '/auth/email/resend', { email: uniqueEmail('ghost') });
+  t.equal(known.statusCode, 202);
+  t.equal(unknown.statusCode, known.statusCode);
+  t.equal(unknown.body, known.body);
+  t.equal(unknown.headers['content-type'], known.headers['content-type']);
+  await app.gatehouse.background.idle();
+  await app.gatehouse.mailer.idle();
+  t.notOk(mailbox.messages.some((m) => JSON.stringify(m.to).includes('ghost')), 'no mail to an unknown address');
+});
+
+eachDatabase('email change: mailed to the new address, applied only when its link is used', async (t, kind) => {
+  const mailbox = await startSmtpServer(t);
+  const { app } = await buildTestApp(t, kind, { env: { SMTP_URL: mailbox.url } });
+  const user = await registerUser(app);
+  const other = await registerUser(app);
+  const headers = bearer(user.accessToken);
+  const newEmail = uniqueEmail('moved');
+
+  const wrong = await post(app, '/auth/email/change', { newEmail, password: 'not my password' }, headers);
+  t.equal(wrong.statusCode, 401);
+  t.equal(wrong.json().code, 'invalid_credentials');
+  const taken = await post(app, '/auth/email/change', { newEmail: other.email, password: PASSWORD }, headers);
+  t.equal(taken.statusCode, 409);
+  t.equal(taken.json().code, 'email_taken');
+  t.equal((await post(app, '/auth/email/change', { newEmail, password: PASSWORD })).statusCode, 401, 'needs a token');
+
+  const asked = await post(app, '/auth/email/change', { newEmail: ` ${newEmail.toUpperCase()} `, password: PASSWORD }, headers);
+  t.equal(asked.statusCode, 202);
+  const mail = await mailbox.waitFor(newEmail, /new email/i);
+  t.equal((await app.inject({ url: '/auth/me', headers })).json().email, user.email, 'unchanged until confirmed');
+  const confirmed = await post(app, '/auth/email/confirm', { token: tokenFrom(mail, 'confirm-email') });
+  t.equal(confirmed.statusCode, 200);
+  t.equal(confirmed.json().user.email, newEmail, 'the answer shows the new email');
+  t.equal((await app.inject({ url: '/auth/me', headers })).json().email, newEmail);
+  t.equal((await post(app, '/auth/login', { email: newEmail, password: PASSWORD })).statusCode, 200);
+  t.equal((await post(app, '/auth/login', { email: user.email, password: PASSWORD })).statusCode, 401);
+});
+
+eachDatabase('PATCH /auth/me renames the caller', async (t, kind) => {
+  const { app } = await buildTestApp(t, kind);
+  const user = await registerUser(app);
+  const headers = bearer(user.accessToken);
+  const res = await app.inject({ method: 'PATCH', url: '/auth/me', headers, payload: { name: 'Zoë' } });
+  t.equal(res.statusCode, 200);
+  t.equal(res.json().name, 'Zoë');
+  t.equal((await app.inject({ url: '/auth/me', headers })).json().name, 'Zoë');
+  const bad = await app.inject({ method: 'PATCH', url: '/auth/me', headers, payload: { email: 'x@y.z' } });
+  t.equal(bad.statusCode, 400, 'the email is not changed here');
+});
