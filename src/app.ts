@@ -5,7 +5,8 @@ import type { Config } from './config.js';
 import type { Database } from './db/client.js';
 import { createLogger } from './logger.js';
 import { gatehousePlugin } from './plugin.js';
-import { errorsPlugin } from './plugins/errors.js';
+import { errorsPlugin, sendProblem, toProblem } from './plugins/errors.js';
+import { httpHardeningPlugin } from './plugins/http-hardening.js';
 import { openapiPlugin } from './plugins/openapi.js';
 import { routeAccessOf, type RouteAccess } from './plugins/permissions.js';
 
@@ -37,6 +38,15 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
       return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
     },
     routerOptions: { ignoreTrailingSlash: true },
+    // Opening a new embedded database and migrating it can take longer than Fastify's default 10 s.
+    pluginTimeout: 120_000,
+    // A hop count works at run time (proxy-addr); Fastify's types only list the other forms.
+    trustProxy: config.trustProxy as boolean | string | string[],
+    // Slow or stalled clients do not get to hold sockets open.
+    requestTimeout: 30_000,
+    connectionTimeout: 60_000,
+    // The router answers a malformed URL (or an over-long path parameter) before any handler runs.
+    frameworkErrors: (error, request, reply) => sendProblem(reply, request, toProblem(error)),
   });
   app.addHook('onSend', async (request, reply) => {
     reply.header('x-request-id', request.id);
@@ -47,6 +57,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
   app.addHook('onRoute', (routeOptions) => void routes.push(...routeAccessOf(routeOptions)));
   app.removeContentTypeParser('text/plain');
   await app.register(errorsPlugin);
+  await app.register(httpHardeningPlugin, { config });
   await app.register(openapiPlugin);
   await app.register(gatehousePlugin, { config, database: options.database });
   return app;

@@ -6,6 +6,7 @@ import { Value } from '@sinclair/typebox/value';
 import { parseDuration } from './lib/duration.js';
 
 const Duration = Type.String({ pattern: '^\\s*\\d+\\s*[smhdw]?\\s*$', description: 'seconds, or a number with s, m, h, d or w' });
+const RateLimit = Type.String({ pattern: '^\\s*\\d+\\s*/\\s*\\d+\\s*[smhdw]?\\s*$', description: 'N/duration, e.g. 20/1m' });
 const Bool = (fallback: 'true' | 'false') =>
   Type.Union([Type.Literal('true'), Type.Literal('false'), Type.Literal('1'), Type.Literal('0')], { default: fallback });
 
@@ -37,6 +38,19 @@ export const EnvSchema = Type.Object({
   CONFIRM_TOKEN_TTL: Type.String({ ...Duration, default: '24h' }),
   RESET_TOKEN_TTL: Type.String({ ...Duration, default: '1h' }),
   REQUIRE_EMAIL_CONFIRMATION: Bool('false'),
+  RATE_LIMIT_LOGIN: Type.String({ ...RateLimit, default: '20/1m' }),
+  RATE_LIMIT_REGISTER: Type.String({ ...RateLimit, default: '10/1m' }),
+  RATE_LIMIT_FORGOT: Type.String({ ...RateLimit, default: '5/1m' }),
+  RATE_LIMIT_RESEND: Type.String({ ...RateLimit, default: '5/1m' }),
+  RATE_LIMIT_REFRESH: Type.String({ ...RateLimit, default: '60/1m' }),
+  REDIS_URL: Type.Optional(Type.String({ pattern: '^rediss?://' })),
+  TRUST_PROXY: Type.String({ default: 'false', description: 'false, true, a hop count, or a comma list of addresses/CIDRs' }),
+  LOGIN_MAX_FAILURES: Type.String({ pattern: '^\\d{1,4}$', default: '5' }),
+  LOGIN_FAILURE_WINDOW: Type.String({ ...Duration, default: '15m' }),
+  LOGIN_LOCKOUT: Type.String({ ...Duration, default: '1m' }),
+  LOGIN_LOCKOUT_MAX: Type.String({ ...Duration, default: '1h' }),
+  CORS_ORIGINS: Type.String({ default: '', description: 'comma-separated allow-list of origins' }),
+  JWT_CLOCK_SKEW: Type.String({ ...Duration, default: '5s' }),
   ADMIN_EMAIL: Type.Optional(Type.String()),
   ADMIN_PASSWORD: Type.Optional(Type.String()),
 });
@@ -71,6 +85,21 @@ export interface Config {
   confirmTokenTtl: number;
   resetTokenTtl: number;
   requireEmailConfirmation: boolean;
+  /** Per client IP, per route: at most `max` requests each `windowSeconds`. */
+  rateLimits: Record<'login' | 'register' | 'forgot' | 'resend' | 'refresh', RateLimitSetting>;
+  /** Shared store for rate limits across instances; without it each instance counts alone. */
+  redisUrl?: string;
+  /** Fastify's trustProxy: whether (and which) X-Forwarded-For hops to believe. */
+  trustProxy: boolean | number | string[];
+  lockout: { maxFailures: number; window: number; lockout: number; maxLockout: number };
+  corsOrigins: string[];
+  /** Seconds of clock difference tolerated on exp/nbf/iat. */
+  jwtClockSkew: number;
+}
+
+export interface RateLimitSetting {
+  max: number;
+  windowSeconds: number;
 }
 
 export class ConfigError extends Error {
@@ -108,6 +137,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, warn: (msg: str
   }
   const accessTokenTtl = duration('ACCESS_TOKEN_TTL');
   if (accessTokenTtl < 1) throw new ConfigError('Invalid environment variable ACCESS_TOKEN_TTL: must be at least 1 second');
+  const rateLimit = (name: keyof Env): RateLimitSetting => {
+    const [max, window] = String(e[name]).split('/');
+    const windowSeconds = parseDuration(window ?? '');
+    if (!windowSeconds || Number(max) < 1) throw new ConfigError(`Invalid environment variable ${name}=${e[name]}: expected N/duration, e.g. 20/1m`);
+    return { max: Number(max), windowSeconds };
+  };
   const dataDir = resolve(e.DATA_DIR);
   const secret = (name: 'JWT_SECRET' | 'PASSWORD_PEPPER') =>
     resolveSecret(name, e[name], { production, dataDir, warn });
@@ -136,8 +171,32 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, warn: (msg: str
     confirmTokenTtl: duration('CONFIRM_TOKEN_TTL'),
     resetTokenTtl: duration('RESET_TOKEN_TTL'),
     requireEmailConfirmation: isTrue(e.REQUIRE_EMAIL_CONFIRMATION),
+    rateLimits: {
+      login: rateLimit('RATE_LIMIT_LOGIN'),
+      register: rateLimit('RATE_LIMIT_REGISTER'),
+      forgot: rateLimit('RATE_LIMIT_FORGOT'),
+      resend: rateLimit('RATE_LIMIT_RESEND'),
+      refresh: rateLimit('RATE_LIMIT_REFRESH'),
+    },
+    redisUrl: e.REDIS_URL,
+    trustProxy: parseTrustProxy(e.TRUST_PROXY),
+    lockout: {
+      maxFailures: Math.max(1, Number(e.LOGIN_MAX_FAILURES)),
+      window: duration('LOGIN_FAILURE_WINDOW'),
+      lockout: duration('LOGIN_LOCKOUT'),
+      maxLockout: duration('LOGIN_LOCKOUT_MAX'),
+    },
+    corsOrigins: e.CORS_ORIGINS.split(',').map((o) => o.trim().replace(/\/+$/, '')).filter(Boolean),
+    jwtClockSkew: duration('JWT_CLOCK_SKEW'),
     admin: e.ADMIN_EMAIL && e.ADMIN_PASSWORD ? { email: e.ADMIN_EMAIL, password: e.ADMIN_PASSWORD } : undefined,
   };
+}
+
+function parseTrustProxy(value: string): boolean | number | string[] {
+  const v = value.trim();
+  if (v === 'true' || v === 'false') return v === 'true';
+  if (/^\d+$/.test(v)) return Number(v);
+  return v.split(',').map((a) => a.trim()).filter(Boolean);
 }
 
 /**

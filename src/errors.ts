@@ -16,6 +16,7 @@ export const PROBLEMS = {
   refresh_token_reused: { status: 401, title: 'Refresh token reused' },
   account_disabled: { status: 403, title: 'Account disabled' },
   email_not_confirmed: { status: 403, title: 'Email not confirmed' },
+  weak_password: { status: 400, title: 'Password too weak' },
   csrf_failed: { status: 403, title: 'CSRF check failed' },
   permission_denied: { status: 403, title: 'Permission denied' },
   not_found: { status: 404, title: 'Not found' },
@@ -29,6 +30,7 @@ export const PROBLEMS = {
   payload_too_large: { status: 413, title: 'Payload too large' },
   unsupported_media_type: { status: 415, title: 'Unsupported media type' },
   rate_limited: { status: 429, title: 'Too many requests' },
+  login_locked: { status: 429, title: 'Too many failed logins' },
   internal_error: { status: 500, title: 'Internal server error' },
   service_unavailable: { status: 503, title: 'Service unavailable' },
 } as const satisfies Record<string, { status: number; title: string }>;

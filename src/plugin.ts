@@ -8,11 +8,13 @@ import { normalizeEmail } from './domain/email.js';
 import { authPlugin } from './plugins/auth.js';
 import { errorsPlugin } from './plugins/errors.js';
 import { permissionsPlugin } from './plugins/permissions.js';
+import { useRateLimits } from './plugins/rate-limit.js';
 import { useStrictBodyValidation } from './plugins/validation.js';
 import { adminRoutes } from './routes/admin/index.js';
 import { authRoutes } from './routes/auth/index.js';
 import { healthRoutes } from './routes/health/index.js';
 import { AdminUserSchema, PermissionSchema, RoleSchema } from './schemas/admin.js';
+import { AuditEventSchema } from './schemas/audit.js';
 import { ProblemSchema } from './schemas/problem.js';
 import { SessionSchema } from './schemas/session.js';
 import { RegisterResponseSchema, TokenResponseSchema } from './schemas/tokens.js';
@@ -61,7 +63,7 @@ export const gatehousePlugin = fp(
     }
     app.decorate('gatehouse', gatehouse);
     // Shared schemas live at the top so the OpenAPI document can name them as components.
-    const shared = [ProblemSchema, UserSchema, TokenResponseSchema, RegisterResponseSchema, SessionSchema, AdminUserSchema, RoleSchema, PermissionSchema];
+    const shared = [ProblemSchema, UserSchema, TokenResponseSchema, RegisterResponseSchema, SessionSchema, AdminUserSchema, RoleSchema, PermissionSchema, AuditEventSchema];
     for (const schema of shared) {
       if (!app.getSchema(schema.$id!)) app.addSchema(schema);
     }
@@ -74,6 +76,7 @@ export const gatehousePlugin = fp(
         // JSON only: without this, text/plain bodies would be parsed as strings and reach validation.
         scope.removeContentTypeParser('text/plain');
         await scope.register(errorsPlugin, { notFound: false });
+        await useRateLimits(scope, config);
         await scope.register(healthRoutes, { gatehouse });
         await scope.register(authRoutes, { gatehouse, prefix: '/auth' });
         await scope.register(adminRoutes, { gatehouse, prefix: '/admin' });

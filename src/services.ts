@@ -4,6 +4,7 @@ import type { Database, Db } from './db/client.js';
 import { AccessCache } from './domain/access-cache.js';
 import { createPasswordHasher, type PasswordHasher } from './domain/passwords.js';
 import type { SessionSettings } from './domain/sessions.js';
+import { recordAuditEvent, type AuditEventInput } from './domain/audit.js';
 import { deriveKey } from './domain/tokens.js';
 import { createBackgroundTasks, type BackgroundTasks } from './lib/background.js';
 import { createMailer, type Mailer } from './mail/mailer.js';
@@ -20,9 +21,12 @@ export interface Gatehouse {
   csrfKey: Buffer;
   mailer: Mailer;
   background: BackgroundTasks;
+  /** Appends to the audit log after the answer; a failure is logged and never fails the request. */
+  audit(event: AuditEventInput): void;
 }
 
 export function createGatehouse(config: Config, database: Database, log: FastifyBaseLogger): Gatehouse {
+  const background = createBackgroundTasks(log);
   return {
     config,
     database,
@@ -37,6 +41,7 @@ export function createGatehouse(config: Config, database: Database, log: Fastify
     },
     csrfKey: deriveKey(config.jwtSecret, 'csrf'),
     mailer: createMailer({ smtpUrl: config.smtpUrl, from: config.mailFrom, log }),
-    background: createBackgroundTasks(log),
+    background,
+    audit: (event) => background.run('audit', () => recordAuditEvent(database.db, event)),
   };
 }

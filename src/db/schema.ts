@@ -3,6 +3,8 @@ import {
   boolean,
   index,
   integer,
+  jsonb,
+  bigserial,
   pgTable,
   primaryKey,
   text,
@@ -143,6 +145,42 @@ export const userTokens = pgTable(
   (t) => [uniqueIndex('user_tokens_token_hash_key').on(t.tokenHash), index('user_tokens_user_id_idx').on(t.userId)],
 );
 
+/**
+ * Failed-login counting per normalized email, known or not (an unknown email must answer the
+ * same). Every attempt is reserved here atomically before the password is checked, so parallel
+ * guesses cannot slip past the limit.
+ */
+export const loginAttempts = pgTable('login_attempts', {
+  email: text('email').primaryKey(),
+  attempts: integer('attempts').notNull().default(0),
+  windowStartedAt: timestamp('window_started_at', { withTimezone: true }).notNull(),
+  lockedUntil: timestamp('locked_until', { withTimezone: true }),
+  /** Lockouts so far: each one lasts twice the previous, up to the maximum. */
+  lockouts: integer('lockouts').notNull().default(0),
+});
+
+/**
+ * Append-only trail of security events. No foreign keys: the trail outlives the users it names.
+ */
+export const auditEvents = pgTable(
+  'audit_events',
+  {
+    id: bigserial('id', { mode: 'number' }).primaryKey(),
+    type: text('type').notNull(),
+    at: timestamp('at', { withTimezone: true }).notNull().defaultNow(),
+    actorId: uuid('actor_id'),
+    userId: uuid('user_id'),
+    ip: text('ip'),
+    userAgent: text('user_agent'),
+    detail: jsonb('detail').$type<Record<string, unknown>>().notNull().default({}),
+  },
+  (t) => [
+    index('audit_events_at_idx').on(t.at, t.id),
+    index('audit_events_user_at_idx').on(t.userId, t.at),
+    index('audit_events_type_at_idx').on(t.type, t.at),
+  ],
+);
+
 export const usersRelations = relations(users, ({ many }) => ({
   userRoles: many(userRoles),
   sessions: many(sessions),
@@ -174,4 +212,5 @@ export type User = typeof users.$inferSelect;
 export type Session = typeof sessions.$inferSelect;
 export type RefreshToken = typeof refreshTokens.$inferSelect;
 export type UserToken = typeof userTokens.$inferSelect;
+export type AuditEvent = typeof auditEvents.$inferSelect;
 export type UserTokenPurpose = UserToken['purpose'];

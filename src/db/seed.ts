@@ -10,6 +10,7 @@ export const ADMIN_PERMISSIONS = [
   'roles:read',
   'roles:write',
   'roles:assign',
+  'audit:read',
 ] as const;
 
 export const DEFAULT_ROLE = 'user';

@@ -116,8 +116,12 @@ async function lockUser(tx: Tx, id: string): Promise<User> {
 }
 
 /** Name and active flag. Deactivating logs the user out everywhere. */
-export async function updateUser(db: Db, id: string, input: { name?: string | null; active?: boolean }): Promise<void> {
-  await db.transaction(async (tx) => {
+export async function updateUser(
+  db: Db,
+  id: string,
+  input: { name?: string | null; active?: boolean },
+): Promise<{ activeChanged: boolean }> {
+  return db.transaction(async (tx) => {
     if (input.active === false) await lockAdminChanges(tx);
     const user = await lockUser(tx, id);
     if (input.active === false && user.active) {
@@ -128,6 +132,7 @@ export async function updateUser(db: Db, id: string, input: { name?: string | nu
       .update(users)
       .set({ ...(input.name !== undefined ? { name: input.name } : {}), ...(input.active !== undefined ? { active: input.active } : {}), updatedAt: new Date() })
       .where(eq(users.id, id));
+    return { activeChanged: input.active !== undefined && input.active !== user.active };
   });
 }
 
@@ -141,15 +146,19 @@ export async function deleteUser(db: Db, id: string): Promise<void> {
 }
 
 /** Replaces the user's roles with exactly these. */
-export async function setUserRoles(db: Db, id: string, names: readonly string[]): Promise<void> {
-  await db.transaction(async (tx) => {
+export async function setUserRoles(db: Db, id: string, names: readonly string[]): Promise<{ added: string[]; removed: string[] }> {
+  return db.transaction(async (tx) => {
     await lockAdminChanges(tx);
     await lockUser(tx, id);
     const ids = await roleIds(tx, names);
+    const [before] = await loadAccessFor(tx, [id]);
     const [admin] = await tx.select({ id: roles.id }).from(roles).where(eq(roles.name, ADMIN_ROLE));
     if (admin && !ids.includes(admin.id)) await assertNotLastAdmin(tx, id, `stripped of ${ADMIN_ROLE}`);
     await tx.delete(userRoles).where(eq(userRoles.userId, id));
     if (ids.length) await tx.insert(userRoles).values(ids.map((roleId) => ({ userId: id, roleId })));
+    const wanted = new Set(names);
+    const held = new Set(before?.roles ?? []);
+    return { added: [...wanted].filter((r) => !held.has(r)), removed: [...held].filter((r) => !wanted.has(r)) };
   });
 }
 

@@ -89,7 +89,9 @@ export async function createRole(db: Db, input: { name: string; description?: st
 }
 
 export async function updateRole(db: Db, name: string, input: { description?: string | null }): Promise<RoleWithPermissions> {
-  const [role] = await db.update(roles).set({ description: input.description ?? null }).where(eq(roles.name, name)).returning();
+  // A field left out of a PATCH stays as it is; only null clears the description.
+  if (input.description === undefined) return getRole(db, name);
+  const [role] = await db.update(roles).set({ description: input.description }).where(eq(roles.name, name)).returning();
   if (!role) throw problem('not_found', `No role named ${name}.`);
   return getRole(db, name);
 }

@@ -35,18 +35,25 @@ export type ConsumeResult = { ok: true; token: UserToken } | { ok: false; code: 
  * transaction that applies the token's effect, so a failed effect leaves the token usable.
  */
 export async function consumeUserToken(db: DbOrTx, token: string, purposes: UserTokenPurpose[]): Promise<ConsumeResult> {
+  const found = await peekUserToken(db, token, purposes);
+  if (!found.ok) return found;
+  const now = new Date();
+  const [claimed] = await db
+    .update(userTokens)
+    .set({ usedAt: now })
+    .where(and(eq(userTokens.id, found.token.id), isNull(userTokens.usedAt)))
+    .returning();
+  return claimed ? { ok: true, token: claimed } : { ok: false, code: 'token_invalid' };
+}
+
+/** Checks a token without using it up (to know whose it is before slow work such as hashing). */
+export async function peekUserToken(db: DbOrTx, token: string, purposes: UserTokenPurpose[]): Promise<ConsumeResult> {
   if (!looksLikeOpaqueToken(token)) return { ok: false, code: 'token_invalid' };
   const [found] = await db
     .select()
     .from(userTokens)
     .where(and(eq(userTokens.tokenHash, hashToken(token)), inArray(userTokens.purpose, purposes)));
   if (!found || found.usedAt) return { ok: false, code: 'token_invalid' };
-  const now = new Date();
-  if (found.expiresAt <= now) return { ok: false, code: 'token_expired' };
-  const [claimed] = await db
-    .update(userTokens)
-    .set({ usedAt: now })
-    .where(and(eq(userTokens.id, found.id), isNull(userTokens.usedAt)))
-    .returning();
-  return claimed ? { ok: true, token: claimed } : { ok: false, code: 'token_invalid' };
+  if (found.expiresAt <= new Date()) return { ok: false, code: 'token_expired' };
+  return { ok: true, token: found };
 }

@@ -13,7 +13,7 @@ export interface Principal {
   access: UserAccess;
 }
 
-interface AccessTokenClaims {
+export interface AccessTokenClaims {
   sub: string;
   sid: string;
   iat: number;
@@ -38,6 +38,16 @@ declare module 'fastify' {
 }
 
 const BEARER = /^Bearer +([A-Za-z0-9_.~+/=-]+) *$/i;
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/**
+ * Claims as Gatehouse issues them. A token signed with our secret but naming no uuid is not one of
+ * ours: its ids must not reach a uuid column, where they would fail the query (a 500, not a 401).
+ */
+export function isAccessTokenClaims(claims: unknown): claims is AccessTokenClaims {
+  const { sub, sid, iat } = (claims ?? {}) as Record<string, unknown>;
+  return typeof sub === 'string' && UUID.test(sub) && typeof sid === 'string' && UUID.test(sid) && typeof iat === 'number';
+}
 
 export const authPlugin = fp(
   async (app: FastifyInstance, { gatehouse }: { gatehouse: Gatehouse }) => {
@@ -73,9 +83,7 @@ export const authPlugin = fp(
           ? unauthorized('token_expired', 'The access token has expired: refresh it.')
           : unauthorized('token_invalid', 'The access token is not valid.');
       }
-      if (typeof claims.sub !== 'string' || typeof claims.sid !== 'string' || typeof claims.iat !== 'number') {
-        throw unauthorized('token_invalid', 'The access token is not valid.');
-      }
+      if (!isAccessTokenClaims(claims)) throw unauthorized('token_invalid', 'The access token is not valid.');
       // A cache entry read before this token was issued may not know its session yet (a login on
       // another instance): read again once, then trust the answer.
       let current = await access.get(claims.sub);

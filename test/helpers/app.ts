@@ -20,6 +20,14 @@ export function testConfig(env: Record<string, string> = {}): Config {
       LOG_LEVEL: 'silent',
       COOKIE_SECURE: 'false',
       DATA_DIR: join(tmpdir(), 'gatehouse-test-unused'),
+      // Every test request comes from 127.0.0.1: the abuse limits are raised here and tested
+      // on purpose, with their own settings, where they are the subject.
+      RATE_LIMIT_LOGIN: '100000/1m',
+      RATE_LIMIT_REGISTER: '100000/1m',
+      RATE_LIMIT_FORGOT: '100000/1m',
+      RATE_LIMIT_RESEND: '100000/1m',
+      RATE_LIMIT_REFRESH: '100000/1m',
+      LOGIN_MAX_FAILURES: '1000',
       ...env,
     },
     () => {},

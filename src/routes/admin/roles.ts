@@ -5,6 +5,7 @@ import { createRole, deleteRole, getRole, listRoles, setRolePermissions, updateR
 import { NameList, RoleName, RoleParams, RoleSchema, toRoleView } from '../../schemas/admin.js';
 import { BODY_PROBLEMS, problemResponses } from '../../schemas/problem.js';
 import type { Gatehouse } from '../../services.js';
+import { auditContext } from '../request-context.js';
 
 const Description = Type.String({ maxLength: 500 });
 const CreateBody = Type.Object(
@@ -103,6 +104,7 @@ export const adminRoleRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }
       const role = await setRolePermissions(db, request.params.name, request.body.permissions);
       // Every holder of the role is affected: drop every cached entry.
       await access.changed(EVERYONE);
+      gatehouse.audit({ type: 'role_permissions_changed', ...auditContext(request), detail: { role: role.name, permissions: role.permissions } });
       return toRoleView(role);
     },
   );

@@ -7,6 +7,7 @@ import { problem } from '../../errors.js';
 import { AdminUserSchema, NameList, RoleName, UserId, toAdminUserView } from '../../schemas/admin.js';
 import { BODY_PROBLEMS, problemResponses } from '../../schemas/problem.js';
 import type { Gatehouse } from '../../services.js';
+import { auditContext } from '../request-context.js';
 
 const ListQuery = Type.Object(
   {
@@ -76,8 +77,11 @@ export const adminUserRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }
       },
     },
     async (request) => {
-      await updateUser(db, request.params.id, request.body);
+      const { activeChanged } = await updateUser(db, request.params.id, request.body);
       await access.changed(request.params.id);
+      if (activeChanged) {
+        gatehouse.audit({ type: request.body.active ? 'user_reactivated' : 'user_deactivated', ...auditContext(request), userId: request.params.id });
+      }
       return view(request.params.id);
     },
   );
@@ -96,6 +100,7 @@ export const adminUserRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }
     async (request, reply) => {
       await deleteUser(db, request.params.id);
       await access.changed(request.params.id);
+      gatehouse.audit({ type: 'user_deleted', ...auditContext(request), userId: request.params.id });
       return reply.code(204).send(null);
     },
   );
@@ -113,8 +118,11 @@ export const adminUserRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }
       },
     },
     async (request) => {
-      await setUserRoles(db, request.params.id, request.body.roles);
+      const { added, removed } = await setUserRoles(db, request.params.id, request.body.roles);
       await access.changed(request.params.id);
+      const context = { ...auditContext(request), userId: request.params.id };
+      for (const role of added) gatehouse.audit({ type: 'role_assigned', ...context, detail: { role } });
+      for (const role of removed) gatehouse.audit({ type: 'role_removed', ...context, detail: { role } });
       return view(request.params.id);
     },
   );
@@ -132,8 +140,9 @@ export const adminUserRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }
     },
     async (request, reply) => {
       await view(request.params.id);
-      await revokeUserSessions(db, request.params.id, 'admin');
+      const revoked = await revokeUserSessions(db, request.params.id, 'admin');
       await access.changed(request.params.id);
+      gatehouse.audit({ type: 'sessions_revoked', ...auditContext(request), userId: request.params.id, detail: { sessions: revoked } });
       return reply.code(204).send(null);
     },
   );

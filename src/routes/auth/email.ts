@@ -3,10 +3,12 @@ import { Type } from '@sinclair/typebox';
 import { confirmEmail } from '../../domain/account.js';
 import { findUserByEmail } from '../../domain/users.js';
 import { problem } from '../../errors.js';
+import { perIp } from '../../plugins/rate-limit.js';
 import { BODY_PROBLEMS, problemResponses } from '../../schemas/problem.js';
 import { Email, UserSchema, toUserView } from '../../schemas/user.js';
 import type { Gatehouse } from '../../services.js';
 import { normalizeEmailFields } from '../body-hooks.js';
+import { auditContext } from '../request-context.js';
 import { sendConfirmation, sendEmailChange } from './email-links.js';
 
 export const TokenBody = Type.Object({ token: Type.String({ minLength: 1, maxLength: 512 }) }, { additionalProperties: false });
@@ -29,8 +31,9 @@ export const emailRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }> = 
       },
     },
     async (request) => {
-      const userId = await confirmEmail(db, request.body.token);
+      const { userId, changedTo } = await confirmEmail(db, request.body.token);
       await access.changed(userId);
+      gatehouse.audit({ type: 'email_confirmed', ...auditContext(request), userId, detail: changedTo ? { newEmail: changedTo } : {} });
       const current = await access.get(userId);
       if (!current) throw problem('token_invalid', 'This link is not valid, or has already been used.', { status: 400 });
       return { user: toUserView(current) };
@@ -40,14 +43,14 @@ export const emailRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }> = 
   app.post(
     '/email/resend',
     {
-      config: { public: true },
+      config: { public: true, rateLimit: perIp(gatehouse.config.rateLimits.resend) },
       preValidation: normalizeEmailFields('email'),
       schema: {
         summary: 'Mail the confirmation link again',
         description: 'Answers 202 whether or not the address belongs to an account, so it reveals nothing.',
         tags: ['account'],
         body: Type.Object({ email: Type.String({ minLength: 1, maxLength: 320 }) }, { additionalProperties: false }),
-        response: { 202: Accepted, ...problemResponses(...BODY_PROBLEMS) },
+        response: { 202: Accepted, ...problemResponses(...BODY_PROBLEMS, 429) },
       },
     },
     async (request, reply) => {

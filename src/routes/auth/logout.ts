@@ -4,8 +4,10 @@ import { findSessionByRefreshToken, revokeSession } from '../../domain/sessions.
 import { problem, unauthorized } from '../../errors.js';
 import { BODY_PROBLEMS, problemResponses } from '../../schemas/problem.js';
 import type { Gatehouse } from '../../services.js';
+import { isAccessTokenClaims } from '../../plugins/auth.js';
 import { OPTIONAL_BODY } from '../../plugins/openapi.js';
 import { absentBodyAsEmpty } from '../body-hooks.js';
+import { auditContext } from '../request-context.js';
 import { presentedRefreshToken } from './refresh-credentials.js';
 import { RefreshBody } from './refresh.js';
 import { clearRefreshCookie } from './tokens.js';
@@ -37,13 +39,15 @@ export const logoutRoute: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }> = 
       const bearer = request.headers.authorization ? BEARER.exec(request.headers.authorization) : null;
       if (request.headers.authorization) {
         if (!bearer) throw unauthorized('token_invalid', 'The Authorization header must be "Bearer <token>".');
+        let claims: unknown;
         try {
           // An expired token still names its session, and ending one's own session is harmless.
-          const claims = app.jwt.verify<{ sub: string; sid: string }>(bearer[1]!, { ignoreExpiration: true } as never);
-          ({ sid: sessionId, sub: userId } = claims);
+          claims = app.jwt.verify(bearer[1]!, { ignoreExpiration: true } as never);
         } catch {
-          throw unauthorized('token_invalid', 'The access token is not valid.');
+          claims = undefined;
         }
+        if (!isAccessTokenClaims(claims)) throw unauthorized('token_invalid', 'The access token is not valid.');
+        ({ sid: sessionId, sub: userId } = claims);
       } else {
         const presented = await presentedRefreshToken(gatehouse, request, request.body.refreshToken);
         if (!presented) throw unauthorized('token_missing', 'Send an access token, or the refresh token in the body or cookie.');
@@ -54,6 +58,7 @@ export const logoutRoute: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }> = 
       }
       if (sessionId && userId && (await revokeSession(gatehouse.db, sessionId, 'logout'))) {
         await gatehouse.access.changed(userId);
+        gatehouse.audit({ type: 'logout', ...auditContext(request), actorId: userId, userId, detail: { sessionId } });
       }
       return reply.code(204).send(null);
     },

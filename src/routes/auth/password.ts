@@ -1,13 +1,18 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
-import { resetPassword } from '../../domain/account.js';
+import { TOKEN_DETAILS, resetPassword } from '../../domain/account.js';
+import { clearLoginFailures } from '../../domain/login-lockout.js';
+import { assertPasswordPolicy } from '../../domain/password-policy.js';
+import { peekUserToken } from '../../domain/user-tokens.js';
 import { revokeUserSessions } from '../../domain/sessions.js';
-import { findUserById, findUserByEmail, updatePasswordHash } from '../../domain/users.js';
+import { findUserByEmail, findUserById, updatePasswordHash } from '../../domain/users.js';
 import { problem } from '../../errors.js';
+import { perIp } from '../../plugins/rate-limit.js';
 import { BODY_PROBLEMS, problemResponses } from '../../schemas/problem.js';
 import { Password } from '../../schemas/user.js';
 import type { Gatehouse } from '../../services.js';
 import { normalizeEmailFields } from '../body-hooks.js';
+import { auditContext } from '../request-context.js';
 import { sendPasswordReset } from './email-links.js';
 import { Accepted } from './email.js';
 
@@ -19,14 +24,14 @@ export const passwordRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }>
   app.post(
     '/password/forgot',
     {
-      config: { public: true },
+      config: { public: true, rateLimit: perIp(gatehouse.config.rateLimits.forgot) },
       preValidation: normalizeEmailFields('email'),
       schema: {
         summary: 'Mail a password reset link',
         description: 'Answers 202 at once whether or not the address belongs to an account: the lookup and the mail happen afterwards.',
         tags: ['account'],
         body: Type.Object({ email: Type.String({ minLength: 1, maxLength: 320 }) }, { additionalProperties: false }),
-        response: { 202: Accepted, ...problemResponses(...BODY_PROBLEMS) },
+        response: { 202: Accepted, ...problemResponses(...BODY_PROBLEMS, 429) },
       },
     },
     async (request, reply) => {
@@ -52,8 +57,15 @@ export const passwordRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }>
       },
     },
     async (request, reply) => {
-      const userId = await resetPassword(db, request.body.token, await passwords.hash(request.body.password));
+      const { token, password } = request.body;
+      const peeked = await peekUserToken(db, token, ['reset_password']);
+      if (!peeked.ok) throw problem(peeked.code, TOKEN_DETAILS[peeked.code], { status: 400 });
+      const owner = await findUserById(db, peeked.token.userId);
+      assertPasswordPolicy(password, owner?.email);
+      const userId = await resetPassword(db, token, await passwords.hash(password));
+      if (owner) await clearLoginFailures(db, owner.email);
       await access.changed(userId);
+      gatehouse.audit({ type: 'password_reset', ...auditContext(request), userId });
       return reply.code(204).send(null);
     },
   );
@@ -79,9 +91,11 @@ export const passwordRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }>
       if (!user || !(await passwords.verify(request.body.currentPassword, user.passwordHash))) {
         throw problem('invalid_credentials', 'The current password is wrong.');
       }
+      assertPasswordPolicy(request.body.newPassword, user.email);
       await updatePasswordHash(db, userId, await passwords.hash(request.body.newPassword));
       await revokeUserSessions(db, userId, 'password_change', sessionId);
       await access.changed(userId);
+      gatehouse.audit({ type: 'password_changed', ...auditContext(request), userId });
       return reply.code(204).send(null);
     },
   );

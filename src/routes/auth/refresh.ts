@@ -2,11 +2,13 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import { rotateRefreshToken } from '../../domain/sessions.js';
 import { problem } from '../../errors.js';
+import { perIp } from '../../plugins/rate-limit.js';
 import { BODY_PROBLEMS, problemResponses } from '../../schemas/problem.js';
 import { TokenResponseSchema } from '../../schemas/tokens.js';
 import type { Gatehouse } from '../../services.js';
 import { OPTIONAL_BODY } from '../../plugins/openapi.js';
 import { absentBodyAsEmpty } from '../body-hooks.js';
+import { auditContext } from '../request-context.js';
 import { presentedRefreshToken } from './refresh-credentials.js';
 import { clearRefreshCookie, issueTokens } from './tokens.js';
 
@@ -26,7 +28,7 @@ export const refreshRoute: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }> =
   app.post(
     '/refresh',
     {
-      config: { public: true },
+      config: { public: true, rateLimit: perIp(gatehouse.config.rateLimits.refresh) },
       preValidation: absentBodyAsEmpty,
       schema: {
         summary: 'Exchange a refresh token for new tokens',
@@ -35,7 +37,7 @@ export const refreshRoute: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }> =
         tags: ['auth'],
         [OPTIONAL_BODY]: true,
         body: RefreshBody,
-        response: { 200: TokenResponseSchema, ...problemResponses(...BODY_PROBLEMS, 401, 403) },
+        response: { 200: TokenResponseSchema, ...problemResponses(...BODY_PROBLEMS, 401, 403, 429) },
       },
     },
     async (request, reply) => {
@@ -43,7 +45,10 @@ export const refreshRoute: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }> =
       if (!presented) throw problem('invalid_refresh_token', 'Send the refresh token in the body or the cookie.');
       const result = await rotateRefreshToken(gatehouse.db, presented.token, gatehouse.sessionSettings);
       if (!result.ok) {
-        if (result.code === 'refresh_token_reused') await gatehouse.access.changed(result.session.userId);
+        if (result.code === 'refresh_token_reused') {
+          await gatehouse.access.changed(result.session.userId);
+          gatehouse.audit({ type: 'refresh_reused', ...auditContext(request), userId: result.session.userId, detail: { sessionId: result.session.id } });
+        }
         if (presented.fromCookie) clearRefreshCookie(gatehouse, request, reply);
         throw problem(result.code, DETAILS[result.code]);
       }

@@ -1,15 +1,18 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
+import { assertPasswordPolicy } from '../../domain/password-policy.js';
 import { startLoginSession } from '../../domain/sessions.js';
 import { createUser } from '../../domain/users.js';
 import { problem } from '../../errors.js';
+import { perIp } from '../../plugins/rate-limit.js';
 import { BODY_PROBLEMS, problemResponses } from '../../schemas/problem.js';
 import { RegisterResponseSchema } from '../../schemas/tokens.js';
 import { Email, Name, Password, toUserView } from '../../schemas/user.js';
 import type { Gatehouse } from '../../services.js';
 import { normalizeEmailFields } from '../body-hooks.js';
 import { sendConfirmation } from './email-links.js';
-import { issueTokens, requestContext } from './tokens.js';
+import { auditContext, requestContext } from '../request-context.js';
+import { issueTokens } from './tokens.js';
 
 export const RegisterBody = Type.Object(
   {
@@ -25,7 +28,7 @@ export const registerRoute: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }> 
   app.post(
     '/register',
     {
-      config: { public: true },
+      config: { public: true, rateLimit: perIp(gatehouse.config.rateLimits.register) },
       preValidation: normalizeEmailFields('email'),
       schema: {
         summary: 'Create an account',
@@ -33,15 +36,17 @@ export const registerRoute: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }> 
           'Creates the user with the default role and mails a confirmation link. Unless REQUIRE_EMAIL_CONFIRMATION is set, it also opens a session (the first login) and answers with tokens.',
         tags: ['auth'],
         body: RegisterBody,
-        response: { 201: RegisterResponseSchema, ...problemResponses(...BODY_PROBLEMS, 409) },
+        response: { 201: RegisterResponseSchema, ...problemResponses(...BODY_PROBLEMS, 409, 429) },
       },
     },
     async (request, reply) => {
       const { email, password, name, useCookie } = request.body;
+      assertPasswordPolicy(password, email);
       const passwordHash = await gatehouse.passwords.hash(password);
       const user = await createUser(gatehouse.db, { email, passwordHash, name });
       if (!user) throw problem('email_taken', 'An account with this email already exists.');
       sendConfirmation(gatehouse, { userId: user.id, email: user.email });
+      gatehouse.audit({ type: 'registered', ...auditContext(request), userId: user.id });
       reply.code(201);
       if (gatehouse.config.requireEmailConfirmation) {
         return { user: toUserView((await gatehouse.access.get(user.id))!) };

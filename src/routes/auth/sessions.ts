@@ -3,6 +3,7 @@ import { Type } from '@sinclair/typebox';
 import { findSession, listLiveSessions, revokeSession, revokeUserSessions } from '../../domain/sessions.js';
 import { problem } from '../../errors.js';
 import { problemResponses } from '../../schemas/problem.js';
+import { auditContext } from '../request-context.js';
 import { SessionSchema } from '../../schemas/session.js';
 import type { Gatehouse } from '../../services.js';
 
@@ -51,7 +52,10 @@ export const sessionRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }> 
       const session = await findSession(db, request.params.id);
       // Someone else's session is as unknown to the caller as one that does not exist.
       if (!session || session.userId !== userId) throw problem('not_found', 'No such session.');
-      if (await revokeSession(db, session.id, 'user_request')) await access.changed(userId);
+      if (await revokeSession(db, session.id, 'user_request')) {
+        await access.changed(userId);
+        gatehouse.audit({ type: 'logout', ...auditContext(request), userId, detail: { sessionId: session.id } });
+      }
       return reply.code(204).send(null);
     },
   );
@@ -67,8 +71,10 @@ export const sessionRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }> 
       },
     },
     async (request, reply) => {
-      await revokeUserSessions(db, request.principal!.userId, 'logout');
-      await access.changed(request.principal!.userId);
+      const { userId } = request.principal!;
+      const revoked = await revokeUserSessions(db, userId, 'logout');
+      await access.changed(userId);
+      gatehouse.audit({ type: 'logout', ...auditContext(request), userId, detail: { sessions: revoked, scope: 'all' } });
       return reply.code(204).send(null);
     },
   );

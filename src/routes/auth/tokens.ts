@@ -14,11 +14,6 @@ export function csrfTokenFor(gatehouse: Gatehouse, sessionId: string): string {
   return hmac(gatehouse.csrfKey, sessionId);
 }
 
-export function requestContext(request: FastifyRequest): { ip: string | null; userAgent: string | null } {
-  const userAgent = request.headers['user-agent'];
-  return { ip: request.ip ?? null, userAgent: userAgent ? userAgent.slice(0, 512) : null };
-}
-
 /** The path the refresh cookie is scoped to: the /auth routes, wherever Gatehouse is mounted. */
 export function cookiePath(request: FastifyRequest): string {
   const url = request.routeOptions.url ?? '/auth';
