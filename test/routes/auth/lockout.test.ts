@@ -1,0 +1,93 @@
+import { buildTestApp, eachDatabase } from '../../helpers/app.js';
+import { startSmtpServer, tokenFrom } from '../../helpers/smtp.js';
+import { PASSWORD, post, registerUser, uniqueEmail } from '../../helpers/users.js';
+
+const WRONG = 'definitely not it';
+const LOCKOUT_ENV = { LOGIN_MAX_FAILURES: '5', LOGIN_FAILURE_WINDOW: '15m', LOGIN_LOCKOUT: '2s', LOGIN_LOCKOUT_MAX: '1h' };
+
+eachDatabase('after 5 failures the email is locked, even for the right password, and unlocks after LOGIN_LOCKOUT', async (t, kind) => {
+  const { app } = await buildTestApp(t, kind, { env: LOCKOUT_ENV });
+  const user = await registerUser(app);
+  for (let i = 0; i < 5; i++) {
+    t.equal((await post(app, '/auth/login', { email: user.email, password: WRONG })).json().code, 'invalid_credentials');
+  }
+  const locked = await post(app, '/auth/login', { email: user.email, password: PASSWORD });
+  t.equal(locked.statusCode, 429);
+  t.equal(locked.json().code, 'login_locked');
+  t.equal(locked.headers['retry-after'], '2');
+  await new Promise((r) => setTimeout(r, 2100));
+  t.equal((await post(app, '/auth/login', { email: user.email, password: PASSWORD })).statusCode, 200, 'unlocked after the lockout');
+});
+
+eachDatabase('an unknown email is locked out exactly like a known one', async (t, kind) => {
+  const { app } = await buildTestApp(t, kind, { env: LOCKOUT_ENV });
+  const user = await registerUser(app);
+  const ghost = uniqueEmail('ghost');
+  const answers = [];
+  for (const email of [user.email, ghost]) {
+    for (let i = 0; i < 5; i++) await post(app, '/auth/login', { email, password: WRONG });
+    answers.push(await post(app, '/auth/login', { email, password: WRONG }));
+  }
+  const [known, unknown] = answers.map((r) => ({ status: r.statusCode, retryAfter: r.headers['retry-after'], ...r.json() }));
+  for (const field of ['status', 'code', 'title', 'detail', 'retryAfter'] as const) {
+    t.equal(unknown![field], known![field], `same ${field}`);
+  }
+  t.equal(known!.code, 'login_locked');
+});
+
+eachDatabase('each further lockout doubles, and a successful login clears the count', async (t, kind) => {
+  const { app } = await buildTestApp(t, kind, { env: LOCKOUT_ENV });
+  const user = await registerUser(app);
+  const failTimes = async (n: number) => {
+    for (let i = 0; i < n; i++) await post(app, '/auth/login', { email: user.email, password: WRONG });
+  };
+  await failTimes(5);
+  t.equal((await post(app, '/auth/login', { email: user.email, password: WRONG })).headers['retry-after'], '2', 'first lockout');
+  await new Promise((r) => setTimeout(r, 2100));
+  await failTimes(5);
+  t.equal((await post(app, '/auth/login', { email: user.email, password: WRONG })).headers['retry-after'], '4', 'second lockout doubles');
+  await new Promise((r) => setTimeout(r, 4100));
+
+  // Four failures, then the right password: the count starts again from zero.
+  await failTimes(4);
+  t.equal((await post(app, '/auth/login', { email: user.email, password: PASSWORD })).statusCode, 200);
+  await failTimes(4);
+  t.equal((await post(app, '/auth/login', { email: user.email, password: WRONG })).json().code, 'invalid_credentials', 'not locked: the success cleared the count');
+  t.equal((await post(app, '/auth/login', { email: user.email, password: WRONG })).json().code, 'login_locked');
+  t.equal((await post(app, '/auth/login', { email: user.email, password: WRONG })).headers['retry-after'], '2', 'and the doubling');
+});
+
+eachDatabase('a password reset clears the lockout', async (t, kind) => {
+  const mailbox = await startSmtpServer(t);
+  const { app } = await buildTestApp(t, kind, { env: { ...LOCKOUT_ENV, LOGIN_LOCKOUT: '1h', SMTP_URL: mailbox.url } });
+  const user = await registerUser(app);
+  for (let i = 0; i < 6; i++) await post(app, '/auth/login', { email: user.email, password: WRONG });
+  t.equal((await post(app, '/auth/login', { email: user.email, password: PASSWORD })).json().code, 'login_locked');
+  await post(app, '/auth/password/forgot', { email: user.email });
+  const token = tokenFrom(await mailbox.waitFor(user.email, /reset/i), 'reset-password');
+  t.equal((await post(app, '/auth/password/reset', { token, password: 'my fresh passphrase' })).statusCode, 204);
+  t.equal((await post(app, '/auth/login', { email: user.email, password: 'my fresh passphrase' })).statusCode, 200);
+});
+
+eachDatabase('50 wrong guesses in parallel: exactly 5 reach the password check, the rest are locked out', async (t, kind) => {
+  const { app } = await buildTestApp(t, kind, { env: { ...LOCKOUT_ENV, LOGIN_LOCKOUT: '1h' } });
+  const user = await registerUser(app);
+  const answers = await Promise.all(
+    Array.from({ length: 50 }, () => post(app, '/auth/login', { email: user.email, password: WRONG })),
+  );
+  const codes = answers.map((r) => r.json().code as string);
+  t.equal(codes.filter((c) => c === 'invalid_credentials').length, 5, '5 guesses were checked');
+  t.equal(codes.filter((c) => c === 'login_locked').length, 45, '45 were refused without a check');
+  t.notOk(answers.some((r) => r.statusCode >= 500));
+  t.equal((await post(app, '/auth/login', { email: user.email, password: PASSWORD })).json().code, 'login_locked', 'the account is locked');
+});
+
+eachDatabase('lockout counters are shared by two instances on one database', async (t, kind) => {
+  const first = await buildTestApp(t, kind, { env: LOCKOUT_ENV });
+  const second = await buildTestApp(t, kind, { env: LOCKOUT_ENV, database: first.database });
+  const user = await registerUser(first.app);
+  for (const app of [first.app, second.app, first.app, second.app, first.app]) {
+    t.equal((await post(app, '/auth/login', { email: user.email, password: WRONG })).json().code, 'invalid_credentials');
+  }
+  t.equal((await post(second.app, '/auth/login', { email: user.email, password: PASSWORD })).json().code, 'login_locked');
+});
