@@ -4,19 +4,6 @@ import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import type { Config } from '../config.js';
 
-/** The docs page is the one HTML page served: it needs its own scripts, styles and images. */
-export const DOCS_CSP = {
-  contentSecurityPolicy: {
-    directives: {
-      defaultSrc: ["'self'"],
-      scriptSrc: ["'self'"],
-      styleSrc: ["'self'", "'unsafe-inline'"],
-      imgSrc: ["'self'", 'data:'],
-      frameAncestors: ["'none'"],
-    },
-  },
-};
-
 /**
  * Headers for a JSON API (OWASP REST cheat sheet): nothing may be framed, sniffed, or run; and
  * CORS only for the origins listed in CORS_ORIGINS, which alone may send credentials.
