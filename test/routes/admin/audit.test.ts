@@ -1,0 +1,126 @@
+import { AUDIT_EVENT_TYPES } from '../../../src/domain/audit.js';
+import { adminToken } from '../../helpers/admin.js';
+import { buildTestApp, eachDatabase } from '../../helpers/app.js';
+import { startSmtpServer, tokenFrom } from '../../helpers/smtp.js';
+import { PASSWORD, bearer, login, post, registerUser, uniqueEmail } from '../../helpers/users.js';
+
+interface Event {
+  id: string;
+  type: string;
+  actorId: string | null;
+  userId: string | null;
+  ip: string | null;
+  userAgent: string | null;
+  detail: Record<string, unknown>;
+}
+
+eachDatabase('every kind of security event lands in the audit log once, and never a secret', async (t, kind) => {
+  const mailbox = await startSmtpServer(t);
+  const { app, config } = await buildTestApp(t, kind, {
+    env: { SMTP_URL: mailbox.url, LOGIN_MAX_FAILURES: '2', LOGIN_LOCKOUT: '1h', REFRESH_REUSE_GRACE: '0' },
+  });
+  const admin = await adminToken(app);
+  const subject = await registerUser(app); // registered, login_succeeded is not counted for register
+  const headers = bearer(subject.accessToken);
+
+  await post(app, '/auth/email/confirm', { token: tokenFrom(await mailbox.waitFor(subject.email), 'confirm-email') }); // email_confirmed
+  const second = await login(app, subject.email); // login_succeeded
+  await post(app, '/auth/logout', undefined, bearer(second.accessToken)); // logout
+  await post(app, '/auth/password/change', { currentPassword: PASSWORD, newPassword: 'a changed passphrase' }, headers); // password_changed
+  await post(app, '/auth/password/forgot', { email: subject.email });
+  const reset = tokenFrom(await mailbox.waitFor(subject.email, /reset/i), 'reset-password');
+  await post(app, '/auth/password/reset', { token: reset, password: 'a reset passphrase!' }); // password_reset
+  const third = await login(app, subject.email, 'a reset passphrase!');
+  const rotated = await post(app, '/auth/refresh', { refreshToken: third.refreshToken });
+  t.equal(rotated.statusCode, 200);
+  await new Promise((r) => setTimeout(r, 5));
+  t.equal((await post(app, '/auth/refresh', { refreshToken: third.refreshToken })).json().code, 'refresh_token_reused'); // refresh_reused
+
+  const victim = uniqueEmail('victim');
+  for (let i = 0; i < 3; i++) await post(app, '/auth/login', { email: victim, password: 'guess guess' }); // login_failed x2, locked_out
+
+  const id = subject.user.id;
+  await app.inject({ method: 'PUT', url: `/admin/users/${id}/roles`, headers: admin.headers, payload: { roles: ['user', 'admin'] } }); // role_assigned
+  await app.inject({ method: 'PUT', url: `/admin/users/${id}/roles`, headers: admin.headers, payload: { roles: ['user'] } }); // role_removed
+  await app.inject({ method: 'POST', url: '/admin/roles', headers: admin.headers, payload: { name: 'editor' } });
+  await app.inject({ method: 'PUT', url: '/admin/roles/editor/permissions', headers: admin.headers, payload: { permissions: ['write'] } }); // role_permissions_changed
+  await app.inject({ method: 'POST', url: `/admin/users/${id}/sessions/revoke`, headers: admin.headers }); // sessions_revoked
+  await app.inject({ method: 'PATCH', url: `/admin/users/${id}`, headers: admin.headers, payload: { active: false } }); // user_deactivated
+  await app.inject({ method: 'PATCH', url: `/admin/users/${id}`, headers: admin.headers, payload: { active: true } }); // user_reactivated
+  await app.inject({ method: 'DELETE', url: `/admin/users/${id}`, headers: admin.headers }); // user_deleted
+  await app.gatehouse.background.idle();
+
+  const events: Event[] = [];
+  let cursor: string | null = null;
+  do {
+    const res = await app.inject({ url: '/admin/audit', query: { limit: '100', ...(cursor ? { cursor } : {}) }, headers: admin.headers });
+    t.equal(res.statusCode, 200);
+    events.push(...(res.json().items as Event[]));
+    cursor = res.json().nextCursor;
+  } while (cursor);
+
+  const about = (type: string) => events.filter((e) => e.type === type && (e.userId === id || e.detail.email === victim));
+  const expected: Record<string, number> = { login_failed: 2, login_succeeded: 2, logout: 1 };
+  for (const type of AUDIT_EVENT_TYPES) {
+    if (type === 'role_permissions_changed') {
+      t.equal(events.filter((e) => e.type === type).length, 1, type);
+      continue;
+    }
+    t.equal(about(type).length, expected[type] ?? 1, `${type} recorded ${expected[type] ?? 1} time(s)`);
+  }
+  const deactivated = about('user_deactivated')[0]!;
+  t.equal(deactivated.actorId, admin.userId, 'the actor is the admin who acted');
+  t.equal(deactivated.ip, '127.0.0.1');
+  t.same(about('role_assigned')[0]!.detail, { role: 'admin' });
+
+  const text = JSON.stringify(events);
+  for (const secret of [PASSWORD, 'a changed passphrase', 'a reset passphrase!', reset, third.refreshToken, config.jwtSecret]) {
+    t.notOk(text.includes(secret), 'no secret in the audit log');
+  }
+  t.notMatch(text, /\$2[aby]\$/, 'no hash in the audit log');
+});
+
+eachDatabase('the audit query filters by user, type and time, newest first, and pages', async (t, kind) => {
+  const { app } = await buildTestApp(t, kind);
+  const admin = await adminToken(app);
+  const before = new Date().toISOString();
+  const users = [];
+  for (let i = 0; i < 5; i++) users.push(await registerUser(app));
+  await app.gatehouse.background.idle();
+  const get = async (query: Record<string, string>) => {
+    const res = await app.inject({ url: '/admin/audit', query, headers: admin.headers });
+    t.equal(res.statusCode, 200, JSON.stringify(query));
+    return res.json() as { items: Event[]; nextCursor: string | null };
+  };
+
+  const registered = await get({ type: 'registered', from: before });
+  t.same(registered.items.map((e) => e.userId), users.map((u) => u.user.id).reverse(), 'newest first');
+  const mine = await get({ user: users[2]!.user.id });
+  t.ok(mine.items.length >= 1);
+  t.ok(mine.items.every((e) => e.userId === users[2]!.user.id));
+  t.equal((await get({ type: 'registered', to: before })).items.length, 0, 'nothing registered before `before`');
+
+  const seen = new Set<string>();
+  let cursor: string | null = null;
+  let pages = 0;
+  do {
+    const page = await get({ type: 'registered', limit: '2', ...(cursor ? { cursor } : {}) });
+    t.ok(page.items.length <= 2);
+    for (const e of page.items) {
+      t.notOk(seen.has(e.id), 'no event twice');
+      seen.add(e.id);
+    }
+    cursor = page.nextCursor;
+    pages++;
+  } while (cursor);
+  t.equal(seen.size, 5);
+  t.equal(pages, 3);
+
+  for (const query of [{ type: 'made_up' }, { limit: '0' }, { limit: '101' }, { cursor: 'abc' }, { from: 'yesterday' }]) {
+    const res = await app.inject({ url: '/admin/audit', query, headers: admin.headers });
+    t.equal(res.statusCode, 400, JSON.stringify(query));
+    t.equal(res.json().code, 'validation_failed');
+  }
+  const plain = await app.inject({ url: '/admin/audit', headers: bearer(users[0]!.accessToken) });
+  t.equal(plain.statusCode, 403, 'audit:read is required');
+});
