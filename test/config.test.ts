@@ -70,3 +70,11 @@ tap.test('in production a missing or short secret stops the start', async (t) =>
   t.throws(() => loadConfig({ ...base, JWT_SECRET: 'short', PASSWORD_PEPPER: long }), { message: /JWT_SECRET must be at least 32 bytes/ });
   t.ok(loadConfig({ ...base, JWT_SECRET: long, PASSWORD_PEPPER: long }));
 });
+
+tap.test('.env.example documents every variable the configuration reads', async (t) => {
+  const { EnvSchema } = await import('../src/config.js');
+  const example = readFileSync(new URL('../.env.example', import.meta.url), 'utf8');
+  for (const name of Object.keys(EnvSchema.properties)) {
+    t.match(example, new RegExp(`^#? ?${name}=`, 'm'), name);
+  }
+});

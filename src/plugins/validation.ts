@@ -15,9 +15,9 @@ export function useStrictBodyValidation(app: FastifyInstance): void {
     const validate = (httpPart === 'body' ? bodies : strings).compile(schema as object);
     // Fastify reads the errors off the function it was given, so they are copied onto the wrapper.
     const check = (data: unknown): boolean => {
-      const nul = pathOfNul(data, '');
-      if (nul !== undefined) {
-        check.errors = [{ instancePath: nul, schemaPath: '#', keyword: 'nul', params: {}, message: 'must not contain NUL characters' }];
+      const unstorable = findUnstorable(data, '');
+      if (unstorable !== undefined) {
+        check.errors = [{ instancePath: unstorable.path, schemaPath: '#', keyword: 'unicode', params: {}, message: unstorable.message }];
         return false;
       }
       const valid = validate(data);
@@ -29,12 +29,22 @@ export function useStrictBodyValidation(app: FastifyInstance): void {
   });
 }
 
-/** PostgreSQL text cannot hold U+0000: refuse it at the door instead of failing in the database. */
-function pathOfNul(value: unknown, path: string, depth = 0): string | undefined {
-  if (typeof value === 'string') return value.includes('\u0000') ? path : undefined;
+/** With the u flag, a surrogate half matches only where it is not part of a pair. */
+const LONE_SURROGATE = /(?!)/u;
+
+/**
+ * PostgreSQL text cannot hold U+0000, and jsonb refuses the "\ud800" that JSON.stringify writes for
+ * a lone surrogate half (the audit log's detail): refuse both at the door instead of failing in the
+ * database.
+ */
+function findUnstorable(value: unknown, path: string, depth = 0): { path: string; message: string } | undefined {
+  if (typeof value === 'string') {
+    if (value.includes('\u0000')) return { path, message: 'must not contain NUL characters' };
+    return LONE_SURROGATE.test(value) ? { path, message: 'must be well-formed Unicode' } : undefined;
+  }
   if (typeof value !== 'object' || value === null || depth > 32) return undefined;
   for (const [key, item] of Object.entries(value)) {
-    const found = pathOfNul(item, `${path}/${key}`, depth + 1);
+    const found = findUnstorable(item, `${path}/${key}`, depth + 1);
     if (found !== undefined) return found;
   }
   return undefined;

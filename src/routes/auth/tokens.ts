@@ -32,6 +32,8 @@ export async function issueTokens(
 ): Promise<TokenResponse> {
   const access = await gatehouse.access.get(session.userId);
   if (!access) throw problem('invalid_refresh_token', 'The account no longer exists.');
+  // Deactivation revokes every session, but a refresh must not rely on that alone.
+  if (!access.user.active) throw problem('account_disabled', 'This account has been disabled.');
   const accessToken = request.server.signAccessToken({ sub: session.userId, sid: session.id });
   const body: TokenResponse = {
     accessToken,

@@ -53,10 +53,12 @@ eachDatabase('every kind of security event lands in the audit log once, and neve
   const events: Event[] = [];
   let cursor: string | null = null;
   do {
-    const res = await app.inject({ url: '/admin/audit', query: { limit: '100', ...(cursor ? { cursor } : {}) }, headers: admin.headers });
+    const query: Record<string, string> = { limit: '100', ...(cursor ? { cursor } : {}) };
+    const res = await app.inject({ url: '/admin/audit', query, headers: admin.headers });
     t.equal(res.statusCode, 200);
-    events.push(...(res.json().items as Event[]));
-    cursor = res.json().nextCursor;
+    const page = res.json() as { items: Event[]; nextCursor: string | null };
+    events.push(...page.items);
+    cursor = page.nextCursor;
   } while (cursor);
 
   const about = (type: string) => events.filter((e) => e.type === type && (e.userId === id || e.detail.email === victim));
@@ -74,7 +76,7 @@ eachDatabase('every kind of security event lands in the audit log once, and neve
   t.same(about('role_assigned')[0]!.detail, { role: 'admin' });
 
   const text = JSON.stringify(events);
-  for (const secret of [PASSWORD, 'a changed passphrase', 'a reset passphrase!', reset, third.refreshToken, config.jwtSecret]) {
+  for (const secret of [PASSWORD, 'a changed passphrase', 'a reset passphrase!', reset, third.refreshToken!, config.jwtSecret]) {
     t.notOk(text.includes(secret), 'no secret in the audit log');
   }
   t.notMatch(text, /\$2[aby]\$/, 'no hash in the audit log');
@@ -84,7 +86,7 @@ eachDatabase('the audit query filters by user, type and time, newest first, and 
   const { app } = await buildTestApp(t, kind);
   const admin = await adminToken(app);
   const before = new Date().toISOString();
-  const users = [];
+  const users: Awaited<ReturnType<typeof registerUser>>[] = [];
   for (let i = 0; i < 5; i++) users.push(await registerUser(app));
   await app.gatehouse.background.idle();
   const get = async (query: Record<string, string>) => {
@@ -104,7 +106,8 @@ eachDatabase('the audit query filters by user, type and time, newest first, and 
   let cursor: string | null = null;
   let pages = 0;
   do {
-    const page = await get({ type: 'registered', limit: '2', ...(cursor ? { cursor } : {}) });
+    const query: Record<string, string> = { type: 'registered', limit: '2', ...(cursor ? { cursor } : {}) };
+    const page = await get(query);
     t.ok(page.items.length <= 2);
     for (const e of page.items) {
       t.notOk(seen.has(e.id), 'no event twice');
@@ -116,7 +119,8 @@ eachDatabase('the audit query filters by user, type and time, newest first, and 
   t.equal(seen.size, 5);
   t.equal(pages, 3);
 
-  for (const query of [{ type: 'made_up' }, { limit: '0' }, { limit: '101' }, { cursor: 'abc' }, { from: 'yesterday' }]) {
+  const badQueries: Record<string, string>[] = [{ type: 'made_up' }, { limit: '0' }, { limit: '101' }, { cursor: 'abc' }, { from: 'yesterday' }];
+  for (const query of badQueries) {
     const res = await app.inject({ url: '/admin/audit', query, headers: admin.headers });
     t.equal(res.statusCode, 400, JSON.stringify(query));
     t.equal(res.json().code, 'validation_failed');

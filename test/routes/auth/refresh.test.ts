@@ -1,0 +1,153 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { eq } from 'drizzle-orm';
+import { refreshTokens } from '../../../src/db/schema.js';
+import { hashToken, newOpaqueToken } from '../../../src/domain/tokens.js';
+import { buildTestApp, eachDatabase } from '../../helpers/app.js';
+import { claimsOf } from '../../helpers/jwt.js';
+import { assertProblem } from '../../helpers/problems.js';
+import { bearer, json, login, post, registerUser } from '../../helpers/users.js';
+
+/** Just past a one-second REFRESH_REUSE_GRACE or REFRESH_TOKEN_TTL. */
+const PAST_ONE_SECOND = 1100;
+
+eachDatabase('refresh exchanges the refresh token for new tokens and a new refresh token', async (t, kind) => {
+  const { app } = await buildTestApp(t, kind);
+  const registered = await registerUser(app, { name: 'Ann' });
+  const res = await post(app, '/auth/refresh', { refreshToken: registered.refreshToken });
+  t.equal(res.statusCode, 200);
+  const body = json(res);
+  t.equal(body.tokenType, 'Bearer');
+  t.equal(body.expiresIn, 900);
+  t.match(body.refreshToken, /^[A-Za-z0-9_-]{43}$/);
+  t.not(body.refreshToken, registered.refreshToken, 'the refresh token rotated');
+  t.notOk('csrfToken' in body);
+  t.same(body.user, registered.user, 'the same user');
+  t.equal(claimsOf(body.accessToken).sid, claimsOf(registered.accessToken).sid, 'the same session');
+
+  t.equal((await app.inject({ url: '/auth/me', headers: bearer(body.accessToken) })).statusCode, 200, 'the new access token works');
+  const next = await post(app, '/auth/refresh', { refreshToken: body.refreshToken });
+  t.equal(next.statusCode, 200, 'the new refresh token works');
+  t.not(json(next).refreshToken, body.refreshToken, 'and rotates in turn');
+});
+
+eachDatabase('a rotated token presented again within the grace answers the very same successor', async (t, kind) => {
+  const { app } = await buildTestApp(t, kind, { env: { REFRESH_REUSE_GRACE: '10s' } });
+  const { refreshToken } = await registerUser(app);
+  const first = json(await post(app, '/auth/refresh', { refreshToken }));
+  const again = await post(app, '/auth/refresh', { refreshToken });
+  t.equal(again.statusCode, 200);
+  t.equal(json(again).refreshToken, first.refreshToken, 'the same successor');
+  t.equal(claimsOf(json(again).accessToken).sid, claimsOf(first.accessToken).sid, 'in the same session');
+  t.equal((await post(app, '/auth/refresh', { refreshToken: first.refreshToken })).statusCode, 200, 'the successor still works');
+});
+
+eachDatabase('a rotated token reused after the grace is refused and revokes the whole session', async (t, kind) => {
+  const { app } = await buildTestApp(t, kind, { env: { REFRESH_REUSE_GRACE: '1' } });
+  const { email, refreshToken } = await registerUser(app);
+  const other = await login(app, email);
+  const rotated = json(await post(app, '/auth/refresh', { refreshToken }));
+  await sleep(PAST_ONE_SECOND);
+
+  assertProblem(t, await post(app, '/auth/refresh', { refreshToken }), 401, 'refresh_token_reused', 'the rotated token');
+  assertProblem(t, await post(app, '/auth/refresh', { refreshToken: rotated.refreshToken }), 401, 'session_revoked', 'its newest token');
+  const me = await app.inject({ url: '/auth/me', headers: bearer(rotated.accessToken) });
+  assertProblem(t, me, 401, 'session_revoked', "the session's access token");
+  t.match(me.headers['www-authenticate'], /^Bearer/);
+
+  t.equal((await app.inject({ url: '/auth/me', headers: bearer(other.accessToken) })).statusCode, 200, "the user's other session lives on");
+  t.equal((await post(app, '/auth/refresh', { refreshToken: other.refreshToken })).statusCode, 200);
+});
+
+eachDatabase('a refresh token unused for REFRESH_TOKEN_TTL expires', async (t, kind) => {
+  const { app } = await buildTestApp(t, kind, { env: { REFRESH_TOKEN_TTL: '1' } });
+  const { refreshToken } = await registerUser(app);
+  await sleep(PAST_ONE_SECOND);
+  assertProblem(t, await post(app, '/auth/refresh', { refreshToken }), 401, 'refresh_token_expired');
+});
+
+eachDatabase('a session ends at SESSION_MAX_AGE even while it keeps being refreshed', async (t, kind) => {
+  const { app } = await buildTestApp(t, kind, { env: { SESSION_MAX_AGE: '2', REFRESH_TOKEN_TTL: '1h' } });
+  const { refreshToken, user } = await registerUser(app);
+  const refreshed = await post(app, '/auth/refresh', { refreshToken });
+  t.equal(refreshed.statusCode, 200, 'refreshing works while the session is young');
+  // The session opened just before the login was recorded: two seconds after that, it is over.
+  await sleep(Math.max(0, new Date(user.lastLoginAt!).getTime() + 2100 - Date.now()));
+  assertProblem(t, await post(app, '/auth/refresh', { refreshToken: json(refreshed).refreshToken }), 401, 'refresh_token_expired');
+});
+
+eachDatabase('unknown and malformed refresh tokens get 401 invalid_refresh_token', async (t, kind) => {
+  const { app } = await buildTestApp(t, kind);
+  const { refreshToken, accessToken } = await registerUser(app);
+  const cases: [string, unknown][] = [
+    ['an unknown token of the right shape', { refreshToken: newOpaqueToken() }],
+    ['too short', { refreshToken: 'abc' }],
+    ['one character too many', { refreshToken: `${refreshToken}A` }],
+    ['empty', { refreshToken: '' }],
+    ['with spaces', { refreshToken: ` ${refreshToken} ` }],
+    ['an access token', { refreshToken: accessToken }],
+    ['unicode', { refreshToken: 'ü'.repeat(43) }],
+    ['no token at all', {}],
+  ];
+  for (const [label, payload] of cases) {
+    assertProblem(t, await post(app, '/auth/refresh', payload), 401, 'invalid_refresh_token', label);
+  }
+  t.equal((await post(app, '/auth/refresh', { refreshToken })).statusCode, 200, 'none of that harmed the real token');
+});
+
+eachDatabase('a refresh token that is not a string gets 400 validation_failed', async (t, kind) => {
+  const { app } = await buildTestApp(t, kind);
+  const cases: [string, unknown][] = [
+    ['a number', { refreshToken: 42 }],
+    ['null', { refreshToken: null }],
+    ['an array', { refreshToken: ['x'] }],
+    ['an object', { refreshToken: { $ne: null } }],
+    ['a boolean', { refreshToken: true }],
+    ['over 1024 characters', { refreshToken: 'x'.repeat(1025) }],
+    ['an unknown field', { refreshToken: 'x', extra: 1 }],
+  ];
+  for (const [label, payload] of cases) {
+    const problem = assertProblem(t, await post(app, '/auth/refresh', payload), 400, 'validation_failed', label);
+    t.ok(problem.errors?.some((e) => e.path.startsWith('body')), `${label}: names the field`);
+  }
+});
+
+eachDatabase('10 parallel refreshes of one token all get the same successor, and only it survives the grace', async (t, kind) => {
+  // Two seconds of grace: ten refreshes queued on one database all land well inside it.
+  const { app, database } = await buildTestApp(t, kind, { env: { REFRESH_REUSE_GRACE: '2' } });
+  const { refreshToken, accessToken } = await registerUser(app);
+  const results = await Promise.all(Array.from({ length: 10 }, () => post(app, '/auth/refresh', { refreshToken })));
+  t.same(
+    results.map((r) => r.statusCode),
+    Array(10).fill(200),
+    'no 5xx, no refusal',
+  );
+  const successors = new Set(results.map((r) => json(r).refreshToken));
+  t.equal(successors.size, 1, 'one successor for all');
+  const [successor] = successors;
+
+  const sid = claimsOf(accessToken).sid;
+  const rows = await database.db.select().from(refreshTokens).where(eq(refreshTokens.sessionId, sid));
+  t.equal(rows.length, 2, 'the session holds the original and one successor');
+  const live = rows.filter((r) => r.rotatedAt === null);
+  t.equal(live.length, 1, 'exactly one token is unrotated');
+  t.equal(live[0]?.tokenHash, hashToken(successor!), 'and it is the successor');
+
+  await sleep(2100);
+  t.equal((await post(app, '/auth/refresh', { refreshToken: successor })).statusCode, 200, 'the successor works');
+  assertProblem(t, await post(app, '/auth/refresh', { refreshToken }), 401, 'refresh_token_reused', 'the original does not');
+});
+
+eachDatabase('rotated tokens stay dead across a restart', async (t, kind) => {
+  // No grace: any second presentation of a rotated token is a reuse.
+  const env = { REFRESH_REUSE_GRACE: '0' };
+  const { app, database } = await buildTestApp(t, kind, { env });
+  const { refreshToken } = await registerUser(app);
+  const rotated = json(await post(app, '/auth/refresh', { refreshToken }));
+  await app.close();
+
+  const { app: restarted } = await buildTestApp(t, kind, { database, env });
+  const next = await post(restarted, '/auth/refresh', { refreshToken: rotated.refreshToken });
+  t.equal(next.statusCode, 200, 'the newest token works after the restart');
+  assertProblem(t, await post(restarted, '/auth/refresh', { refreshToken }), 401, 'refresh_token_reused', 'the rotated one does not');
+  assertProblem(t, await post(restarted, '/auth/refresh', { refreshToken: json(next).refreshToken }), 401, 'session_revoked');
+});
