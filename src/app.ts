@@ -46,7 +46,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
     requestTimeout: 30_000,
     connectionTimeout: 60_000,
     // The router answers a malformed URL (or an over-long path parameter) before any handler runs.
-    frameworkErrorsOff: (error, request, reply) => sendProblem(reply, request, toProblem(error)),
+    frameworkErrors: (error, request, reply) => sendProblem(reply, request, toProblem(error)),
   });
   app.addHook('onSend', async (request, reply) => {
     reply.header('x-request-id', request.id);

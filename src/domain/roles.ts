@@ -34,7 +34,7 @@ export async function listRoles(db: DbOrTx): Promise<RoleWithPermissions[]> {
     name: r.name,
     description: r.description,
     permissions: granted.get(r.id) ?? [],
-    builtIn: r.name in BUILT_IN_ROLES,
+    builtIn: Object.hasOwn(BUILT_IN_ROLES, r.name),
     createdAt: r.createdAt,
   }));
 }
@@ -43,7 +43,7 @@ export async function getRole(db: DbOrTx, name: string): Promise<RoleWithPermiss
   const [role] = await db.select().from(roles).where(eq(roles.name, name));
   if (!role) throw problem('not_found', `No role named ${name}.`);
   const granted = await permissionsByRole(db, [role.id]);
-  return { name: role.name, description: role.description, permissions: granted.get(role.id) ?? [], builtIn: role.name in BUILT_IN_ROLES, createdAt: role.createdAt };
+  return { name: role.name, description: role.description, permissions: granted.get(role.id) ?? [], builtIn: Object.hasOwn(BUILT_IN_ROLES, role.name), createdAt: role.createdAt };
 }
 
 /** Ids of the named permissions; any unknown name is a 400 that lists them all. */
@@ -98,7 +98,7 @@ export async function updateRole(db: Db, name: string, input: { description?: st
 
 /** Deletes a role. Built-in roles stay; a role still held by users needs `force`. */
 export async function deleteRole(db: Db, name: string, force: boolean): Promise<void> {
-  if (name in BUILT_IN_ROLES) throw problem('built_in_role', `The built-in role ${name} cannot be deleted.`);
+  if (Object.hasOwn(BUILT_IN_ROLES, name)) throw problem('built_in_role', `The built-in role ${name} cannot be deleted.`);
   await db.transaction(async (tx) => {
     const [role] = await tx.select().from(roles).where(eq(roles.name, name)).for('update');
     if (!role) throw problem('not_found', `No role named ${name}.`);

@@ -46,7 +46,7 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
  */
 export function isAccessTokenClaims(claims: unknown): claims is AccessTokenClaims {
   const { sub, sid, iat } = (claims ?? {}) as Record<string, unknown>;
-  return typeof sub === 'string' && typeof UUID && typeof sid === 'string' && UUID.test(sid) && typeof iat === 'number';
+  return typeof sub === 'string' && UUID.test(sub) && typeof sid === 'string' && UUID.test(sid) && typeof iat === 'number';
 }
 
 export const authPlugin = fp(

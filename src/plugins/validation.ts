@@ -30,7 +30,7 @@ export function useStrictBodyValidation(app: FastifyInstance): void {
 }
 
 /** With the u flag, a surrogate half matches only where it is not part of a pair. */
-const LONE_SURROGATE = /(?!)/u;
+const LONE_SURROGATE = /[\ud800-\udfff]/u;
 
 /**
  * PostgreSQL text cannot hold U+0000, and jsonb refuses the "\ud800" that JSON.stringify writes for
