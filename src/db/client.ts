@@ -1,7 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { PGlite } from '@electric-sql/pglite';
+import { PGlite, type PGliteOptions } from '@electric-sql/pglite';
 import { sql } from 'drizzle-orm';
 import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
 import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
@@ -37,6 +37,8 @@ export interface OpenDatabaseOptions {
   dataDir?: string;
   /** A PGlite data directory dump to start from (tests use a migrated template). */
   pgliteLoadDataDir?: Blob | File;
+  /** More PGlite options, e.g. precompiled WebAssembly modules shared by many databases in one process. */
+  pglite?: Pick<PGliteOptions, 'pgliteWasmModule' | 'initdbWasmModule' | 'fsBundle' | 'relaxedDurability'>;
   /** Pool size for postgres.js. */
   poolSize?: number;
 }
@@ -50,10 +52,10 @@ export async function openDatabase(options: OpenDatabaseOptions): Promise<Databa
   return options.databaseUrl ? openPostgres(options.databaseUrl, options.poolSize ?? 10) : openPglite(options);
 }
 
-async function openPglite({ dataDir, pgliteLoadDataDir }: OpenDatabaseOptions): Promise<Database> {
+async function openPglite({ dataDir, pgliteLoadDataDir, pglite }: OpenDatabaseOptions): Promise<Database> {
   // PGlite does not create missing parent folders.
   if (dataDir) mkdirSync(dataDir, { recursive: true });
-  const client = await PGlite.create(dataDir, pgliteLoadDataDir ? { loadDataDir: pgliteLoadDataDir } : {});
+  const client = await PGlite.create(dataDir, { ...pglite, ...(pgliteLoadDataDir ? { loadDataDir: pgliteLoadDataDir } : {}) });
   const db = drizzlePglite(client, { schema }) as unknown as Db;
   await migratePglite(db as never, { migrationsFolder: MIGRATIONS_FOLDER });
   return {

@@ -1,12 +1,14 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { PGlite } from '@electric-sql/pglite';
 import { drizzle } from 'drizzle-orm/pglite';
 import { migrate } from 'drizzle-orm/pglite/migrator';
+import { sql } from 'drizzle-orm';
 import postgres from 'postgres';
-import { MIGRATIONS_FOLDER, openDatabase, type Database } from '../../src/db/client.js';
+import { MIGRATIONS_FOLDER, openDatabase, type Database, type OpenDatabaseOptions } from '../../src/db/client.js';
 
 export type DatabaseKind = 'pglite' | 'postgres';
 
@@ -28,6 +30,24 @@ const migrationsHash = (() => {
 })();
 
 let pgliteTemplate: Promise<Blob> | undefined;
+let pgliteModules: Promise<NonNullable<OpenDatabaseOptions['pglite']>> | undefined;
+
+// Node has WebAssembly; the "ES2023" lib without "DOM" does not declare it.
+declare const WebAssembly: { compile(bytes: Uint8Array): Promise<NonNullable<NonNullable<OpenDatabaseOptions['pglite']>['pgliteWasmModule']>> };
+
+/** PGlite's WebAssembly compiled once per test process instead of once per database. */
+function precompiledPglite(): Promise<NonNullable<OpenDatabaseOptions['pglite']>> {
+  pgliteModules ??= (async () => {
+    const dist = dirname(fileURLToPath(import.meta.resolve('@electric-sql/pglite')));
+    const [pgliteWasmModule, initdbWasmModule] = await Promise.all([
+      WebAssembly.compile(readFileSync(join(dist, 'pglite.wasm'))),
+      WebAssembly.compile(readFileSync(join(dist, 'initdb.wasm'))),
+    ]);
+    // A test database is thrown away: it need not survive a power cut.
+    return { pgliteWasmModule, initdbWasmModule, fsBundle: new Blob([readFileSync(join(dist, 'pglite.data'))]), relaxedDurability: true };
+  })();
+  return pgliteModules;
+}
 
 /** A migrated PGlite data directory, made once per migration set and shared by test processes. */
 function pgliteTemplateDump(): Promise<Blob> {
@@ -56,12 +76,46 @@ function withDatabase(url: string, name: string): string {
 
 const TEMPLATE_LOCK = 4_718_201_338;
 
-/** A fresh database of the given kind, migrated, owned by the caller (close it; PostgreSQL: drop it). */
-export async function openTestDatabase(kind: DatabaseKind): Promise<TestDatabase & { drop(): Promise<void> }> {
-  if (kind === 'pglite') {
-    const database = await openDatabase({ pgliteLoadDataDir: await pgliteTemplateDump() });
+/**
+ * Loading a PGlite data directory costs seconds; emptying its tables costs milliseconds. So each
+ * test process keeps one PGlite and hands it out emptied, to one test at a time: a test that needs
+ * a second database while the first is in use, or that closed it, gets a new one.
+ */
+let reusable: { database: Database; inUse: boolean; closed: boolean } | undefined;
+
+async function freshPglite(): Promise<Database> {
+  return openDatabase({ pgliteLoadDataDir: await pgliteTemplateDump(), pglite: await precompiledPglite() });
+}
+
+async function openPglite(): Promise<TestDatabase & { drop(): Promise<void> }> {
+  if (reusable && !reusable.inUse && !reusable.closed) {
+    const { rows } = (await reusable.database.db.execute(
+      sql`select string_agg(quote_ident(tablename), ', ') as tables from pg_tables where schemaname = 'public'`,
+    )) as unknown as { rows: { tables: string }[] };
+    await reusable.database.db.execute(sql.raw(`truncate ${rows[0]!.tables} restart identity cascade`));
+  } else if (!reusable || reusable.closed) {
+    reusable = { database: await freshPglite(), inUse: false, closed: false };
+  } else {
+    const database = await freshPglite();
     return { ...database, drop: () => database.close() };
   }
+  const entry = reusable;
+  entry.inUse = true;
+  return {
+    ...entry.database,
+    close: async () => {
+      entry.closed = true;
+      await entry.database.close();
+    },
+    drop: async () => {
+      entry.inUse = false;
+    },
+  };
+}
+
+/** A fresh database of the given kind, migrated, owned by the caller (close it; PostgreSQL: drop it). */
+export async function openTestDatabase(kind: DatabaseKind): Promise<TestDatabase & { drop(): Promise<void> }> {
+  if (kind === 'pglite') return openPglite();
   const serverUrl = process.env.TEST_DATABASE_URL!;
   const admin = postgres(serverUrl, { max: 1, onnotice: () => {} });
   const template = `gh_tpl_${migrationsHash}`;
