@@ -33,6 +33,7 @@ export const EnvSchema = Type.Object({
   BCRYPT_COST: Type.String({ pattern: '^\\d{1,2}$', default: '12' }),
   COOKIE_SECURE: Bool('true'),
   SMTP_URL: Type.Optional(Type.String({ pattern: '^smtps?://' })),
+  SMTP_TIMEOUT: Type.String({ ...Duration, default: '10s' }),
   MAIL_FROM: Type.String({ minLength: 3, default: 'Gatehouse <no-reply@localhost>' }),
   APP_URL: Type.String({ pattern: '^https?://', default: 'http://localhost:5173' }),
   CONFIRM_TOKEN_TTL: Type.String({ ...Duration, default: '24h' }),
@@ -79,6 +80,8 @@ export interface Config {
   admin?: { email: string; password: string };
   /** smtp(s):// URL; unset = messages are logged instead of sent (development). */
   smtpUrl?: string;
+  /** Longest wait for the mail server at each step (connect, greeting, each reply), in seconds. */
+  smtpTimeout: number;
   mailFrom: string;
   /** The front end's address: links in mails point there. */
   appUrl: string;
@@ -166,6 +169,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, warn: (msg: str
     bcryptCost,
     cookieSecure: isTrue(e.COOKIE_SECURE),
     smtpUrl: e.SMTP_URL,
+    smtpTimeout: duration('SMTP_TIMEOUT'),
     mailFrom: e.MAIL_FROM,
     appUrl: e.APP_URL.replace(/\/+$/, ''),
     confirmTokenTtl: duration('CONFIRM_TOKEN_TTL'),

@@ -46,33 +46,23 @@ export async function getRole(db: DbOrTx, name: string): Promise<RoleWithPermiss
   return { name: role.name, description: role.description, permissions: granted.get(role.id) ?? [], builtIn: Object.hasOwn(BUILT_IN_ROLES, role.name), createdAt: role.createdAt };
 }
 
-/** Ids of the named permissions; any unknown name is a 400 that lists them all. */
-export async function permissionIds(db: DbOrTx, names: readonly string[]): Promise<string[]> {
+/** Ids of the named roles or permissions; any unknown name is a 400 that lists them all. */
+async function idsByName(db: DbOrTx, table: typeof roles | typeof permissions, names: readonly string[]): Promise<string[]> {
   const wanted = uniqueNames(names);
   if (wanted.length === 0) return [];
-  const rows = await db.select({ id: permissions.id, name: permissions.name }).from(permissions).where(inArray(permissions.name, wanted));
+  const rows: { id: string; name: string }[] = await db.select({ id: table.id, name: table.name }).from(table).where(inArray(table.name, wanted));
   const unknown = wanted.filter((n) => !rows.some((r) => r.name === n));
   if (unknown.length) {
-    throw problem('validation_failed', `Unknown permission${unknown.length > 1 ? 's' : ''}: ${unknown.join(', ')}.`, {
-      errors: unknown.map((n) => ({ path: 'body/permissions', message: `unknown permission ${n}` })),
+    const kind = table === roles ? 'role' : 'permission';
+    throw problem('validation_failed', `Unknown ${kind}${unknown.length > 1 ? 's' : ''}: ${unknown.join(', ')}.`, {
+      errors: unknown.map((n) => ({ path: `body/${kind}s`, message: `unknown ${kind} ${n}` })),
     });
   }
   return rows.map((r) => r.id);
 }
 
-/** Ids of the named roles; any unknown name is a 400 that lists them all. */
-export async function roleIds(db: DbOrTx, names: readonly string[]): Promise<string[]> {
-  const wanted = uniqueNames(names);
-  if (wanted.length === 0) return [];
-  const rows = await db.select({ id: roles.id, name: roles.name }).from(roles).where(inArray(roles.name, wanted));
-  const unknown = wanted.filter((n) => !rows.some((r) => r.name === n));
-  if (unknown.length) {
-    throw problem('validation_failed', `Unknown role${unknown.length > 1 ? 's' : ''}: ${unknown.join(', ')}.`, {
-      errors: unknown.map((n) => ({ path: 'body/roles', message: `unknown role ${n}` })),
-    });
-  }
-  return rows.map((r) => r.id);
-}
+export const permissionIds = (db: DbOrTx, names: readonly string[]) => idsByName(db, permissions, names);
+export const roleIds = (db: DbOrTx, names: readonly string[]) => idsByName(db, roles, names);
 
 export async function createRole(db: Db, input: { name: string; description?: string; permissions?: string[] }): Promise<RoleWithPermissions> {
   return db.transaction(async (tx) => {

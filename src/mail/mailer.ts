@@ -21,12 +21,27 @@ export interface Mailer {
   close(): void;
 }
 
-// A mail server that accepts the connection and then says nothing must not pile up sockets.
-const SMTP_TIMEOUTS = { connectionTimeout: 5_000, greetingTimeout: 5_000, socketTimeout: 10_000 };
+/**
+ * smtp(s)://user:password@host:port as nodemailer options. (Given a `url`, nodemailer ignores every
+ * other option, the timeouts included.)
+ */
+function smtpOptions(smtpUrl: string) {
+  const url = new URL(smtpUrl);
+  const secure = url.protocol === 'smtps:';
+  return {
+    host: url.hostname,
+    port: url.port ? Number(url.port) : secure ? 465 : 587,
+    secure,
+    ...(url.username ? { auth: { user: decodeURIComponent(url.username), pass: decodeURIComponent(url.password) } } : {}),
+  };
+}
 
-export function createMailer(options: { smtpUrl?: string; from: string; log: FastifyBaseLogger }): Mailer {
+export function createMailer(options: { smtpUrl?: string; timeoutSeconds: number; from: string; log: FastifyBaseLogger }): Mailer {
   const { smtpUrl, from, log } = options;
-  const transport: Transporter | undefined = smtpUrl ? nodemailer.createTransport(smtpUrl, SMTP_TIMEOUTS) : undefined;
+  // A mail server that accepts the connection and then says nothing must not pile up sockets.
+  const ms = options.timeoutSeconds * 1000;
+  const timeouts = { connectionTimeout: ms, greetingTimeout: ms, socketTimeout: ms };
+  const transport: Transporter | undefined = smtpUrl ? nodemailer.createTransport({ ...smtpOptions(smtpUrl), ...timeouts }) : undefined;
   const pending = new Set<Promise<void>>();
 
   const deliver = async (message: MailMessage): Promise<void> => {

@@ -8,6 +8,7 @@ import { drizzle } from 'drizzle-orm/pglite';
 import { migrate } from 'drizzle-orm/pglite/migrator';
 import { sql } from 'drizzle-orm';
 import postgres from 'postgres';
+import tap from 'tap';
 import { MIGRATIONS_FOLDER, openDatabase, type Database, type OpenDatabaseOptions } from '../../src/db/client.js';
 
 export type DatabaseKind = 'pglite' | 'postgres';
@@ -94,6 +95,12 @@ async function openPglite(): Promise<TestDatabase & { drop(): Promise<void> }> {
     )) as unknown as { rows: { tables: string }[] };
     await reusable.database.db.execute(sql.raw(`truncate ${rows[0]!.tables} restart identity cascade`));
   } else if (!reusable || reusable.closed) {
+    if (!reusable) {
+      // The kept database would hold the test process open: close it once every test is done.
+      tap.teardown(async () => {
+        if (reusable && !reusable.closed) await reusable.database.close();
+      });
+    }
     reusable = { database: await freshPglite(), inUse: false, closed: false };
   } else {
     const database = await freshPglite();

@@ -68,7 +68,7 @@ eachDatabase('a mail server that refuses or never answers changes no answer', as
     ['refused', await refusedSmtpUrl()],
     ['silent', await startSilentServer(t)],
   ] as const) {
-    const { app } = await buildTestApp(t, kind, { env: { SMTP_URL: url } });
+    const { app } = await buildTestApp(t, kind, { env: { SMTP_URL: url, SMTP_TIMEOUT: '1s' } });
     const started = Date.now();
     const registered = await post(app, '/auth/register', { email: uniqueEmail(label), password: PASSWORD });
     t.equal(registered.statusCode, 201, `${label}: register still answers 201`);
