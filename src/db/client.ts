@@ -104,7 +104,8 @@ async function openPostgres(url: string, poolSize: number): Promise<Database> {
         if (subscribed) onReconnect?.();
         subscribed = true;
       });
-      return unlisten;
+      // Once the client has ended there is no subscription left to cancel.
+      return () => unlisten().catch(() => {});
     },
     async close() {
       await client.end({ timeout: 5 });
