@@ -65,6 +65,10 @@ export const authPlugin = fp(
         requiredClaims: ['iss', 'aud', 'exp'],
         // JWT_CLOCK_SKEW: fast-jwt takes milliseconds here (@fastify/jwt converts sign-side durations only).
         clockTolerance: config.jwtClockSkew * 1000,
+        // A token already verified is not re-verified until it expires (fast-jwt's cache honours
+        // exp and nbf): the signature check was most of an authenticated request's cost. Revocation
+        // is still decided on every request, by the authorization cache.
+        cache: 10_000,
       },
     });
 

@@ -1,6 +1,6 @@
 import bcrypt from 'bcrypt';
 import tap from 'tap';
-import { createPasswordHasher } from '../../src/domain/passwords.js';
+import { createPasswordHasher, limitConcurrency } from '../../src/domain/passwords.js';
 
 const PEPPER = 'test-pepper-that-is-long-enough-0123456789';
 const hasher = createPasswordHasher({ pepper: PEPPER, cost: 4 });
@@ -46,4 +46,35 @@ tap.test('hashes are salted bcrypt at the configured cost, and another cost asks
   t.not(one, two, 'the same password hashes differently each time');
   t.notOk(hasher.needsRehash(one), 'a hash at the current cost is kept');
   t.ok(createPasswordHasher({ pepper: PEPPER, cost: 5 }).needsRehash(one), 'a hash at another cost is redone');
+});
+
+tap.test('no more bcrypt operations run at once than allowed; the rest start in arrival order', async (t) => {
+  const limited = limitConcurrency(2);
+  let running = 0;
+  let most = 0;
+  const started: number[] = [];
+  const releases: (() => void)[] = [];
+  const task = (i: number, fail = false) => () => {
+    started.push(i);
+    most = Math.max(most, ++running);
+    return new Promise<number>((resolve, reject) =>
+      releases.push(() => {
+        running--;
+        if (fail) reject(new Error(`task ${i}`));
+        else resolve(i);
+      }),
+    );
+  };
+  const results = [limited(task(0)), limited(task(1, true)), limited(task(2)), limited(task(3))].map((p) => p.catch((err: Error) => err.message));
+  await new Promise((r) => setImmediate(r));
+  t.same(started, [0, 1], 'two start, two wait');
+  releases[1]!(); // a failing task frees its slot too
+  await new Promise((r) => setImmediate(r));
+  t.same(started, [0, 1, 2]);
+  releases[0]!();
+  await new Promise((r) => setImmediate(r));
+  releases[2]!();
+  releases[3]!();
+  t.same(await Promise.all(results), [0, 'task 1', 2, 3]);
+  t.equal(most, 2, 'never more than two at once');
 });

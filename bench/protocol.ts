@@ -1,0 +1,57 @@
+/** What bench/run.ts and bench/server.ts agree on: the password, the emails and the IPC messages. */
+
+export const PASSWORD = 'correct horse battery staple';
+export const USER_AGENT = 'gatehouse-bench';
+
+export const bulkEmail = (i: number) => `user${i}@bench.gatehouse.test`;
+export const READER_EMAIL = 'reader@bench.gatehouse.test';
+export const ADMIN_EMAIL = 'admin@bench.gatehouse.test';
+
+/** Environment knobs the driver passes to the server (besides Gatehouse's own variables). */
+export interface ServerKnobs {
+  BENCH_USERS: string;
+  BENCH_REFRESH_TOKENS: string;
+}
+
+export interface ReadyMessage {
+  type: 'ready';
+  port: number;
+  driver: 'pglite' | 'postgres';
+  users: number;
+  /** Emails of the bulk users: the login scenarios cycle through them, all with PASSWORD. */
+  loginEmails: string[];
+  /** One unused refresh token per refresh request, each of its own session. */
+  refreshTokens: string[];
+  /** Access token of a plain user (role `user`, permission `read`). */
+  userToken: string;
+  /** Access token of an admin (ensureAdmin). */
+  adminToken: string;
+  prepareMs: number;
+}
+
+/** Answers a ProfileMessage once the profiler has started, or written its profile to `file`. */
+export interface ProfiledMessage {
+  type: 'profiled';
+  file?: string;
+}
+
+export interface FailedMessage {
+  type: 'failed';
+  message: string;
+}
+
+export type ServerMessage = ReadyMessage | ProfiledMessage | FailedMessage;
+
+export interface StopMessage {
+  type: 'stop';
+}
+
+/** With BENCH_CPU_PROF set: profile the server around one scenario, so each gets its own profile. */
+export interface ProfileMessage {
+  type: 'profile';
+  action: 'start' | 'stop';
+  /** With 'stop': the profile is written to BENCH_CPU_PROF/<name>.cpuprofile. */
+  name?: string;
+}
+
+export type DriverMessage = StopMessage | ProfileMessage;

@@ -1,0 +1,638 @@
+/**
+ * `npm run bench [-- --quick] [-- --only=baseline,protected]`: starts bench/server.ts in a child
+ * process, drives it with autocannon, prints one table and writes it to bench/results/<date>.json.
+ * Any error or non-2xx answer fails the run (exit 1); a missed speed target is only reported.
+ *
+ * Environment: BENCH_DATABASE_URL (a PostgreSQL server: a throwaway database is created on it and
+ * dropped afterwards; default: PGlite in a temporary folder), BCRYPT_COST (default 12),
+ * BENCH_USERS (10000), BENCH_DURATION (seconds per scenario: 10, or 2 with --quick),
+ * BENCH_CONNECTIONS (10), BENCH_REFRESH_TOKENS (pool size), BENCH_RESULTS_DIR, BENCH_CPU_PROF
+ * (a folder: the server writes one V8 CPU profile per scenario there; read them with
+ * bench/profile.ts), BENCH_LOG (a pino level for the server's log on stderr; default: none),
+ * BENCH_SERVER_JS (a compiled bench/server.js to run instead of the TypeScript through tsx).
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import { createHmac, randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
+import { join, relative, resolve } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
+import autocannon from 'autocannon';
+import bcrypt from 'bcrypt';
+import postgres from 'postgres';
+import { EnvSchema } from '../src/config.js';
+import { createPasswordHasher } from '../src/domain/passwords.js';
+import {
+  PASSWORD,
+  type ProfileMessage,
+  type ProfiledMessage,
+  type ReadyMessage,
+  type ServerKnobs,
+  type ServerMessage,
+  type StopMessage,
+} from './protocol.js';
+
+const HERE = fileURLToPath(new URL('.', import.meta.url));
+const ROOT = resolve(HERE, '..');
+
+// ---------------------------------------------------------------- options
+
+const args = process.argv.slice(2);
+const quick = args.includes('--quick');
+const only = args.find((a) => a.startsWith('--only='))?.slice('--only='.length).split(',');
+const unknown = args.filter((a) => a !== '--quick' && !a.startsWith('--only='));
+if (unknown.length) {
+  console.error(`bench: unknown argument ${unknown.join(' ')} (known: --quick, --only=name,name)`);
+  process.exit(2);
+}
+
+function envNumber(name: string, fallback: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isFinite(value) || value <= 0) {
+    console.error(`bench: ${name}=${raw} is not a positive number`);
+    process.exit(2);
+  }
+  return value;
+}
+
+const options = {
+  quick,
+  duration: envNumber('BENCH_DURATION', quick ? 2 : 10),
+  bcryptCost: envNumber('BCRYPT_COST', 12),
+  users: envNumber('BENCH_USERS', 10_000),
+  connections: envNumber('BENCH_CONNECTIONS', 10),
+  loginConnections: 16,
+  stormConnections: 64,
+  /** The protected route during the storm: a steady load far below capacity, a few requests at a time. */
+  stormProbe: { connections: 8, connectionRate: 50 },
+  databaseUrl: process.env.BENCH_DATABASE_URL || undefined,
+};
+// One fresh token per refresh request: enough for ~3,000 req/s (PostgreSQL) or ~300 (PGlite, one
+// in-process connection) over the whole scenario. If the pool runs out first, the scenario ends early
+// and its rate is still right (it is counted on our own clock); the note says so.
+const refreshPool = Math.ceil(envNumber('BENCH_REFRESH_TOKENS', options.duration * (options.databaseUrl ? 3000 : 300)));
+const resultsDir = resolve(process.env.BENCH_RESULTS_DIR ?? join(HERE, 'results'));
+const cpuProfDir = process.env.BENCH_CPU_PROF ? resolve(process.env.BENCH_CPU_PROF) : undefined;
+
+const TARGETS = {
+  protectedRatio: 0.85,
+  meRatio: 0.7,
+  loginRatio: 0.95,
+  stormP99Ms: 50,
+  refreshRps: 1500,
+  rssMb: 200,
+};
+
+const t0 = performance.now();
+const log = (line: string) => process.stderr.write(`[${((performance.now() - t0) / 1000).toFixed(1).padStart(5)} s] ${line}\n`);
+
+// ---------------------------------------------------------------- the server process
+
+interface Server {
+  child: ChildProcess;
+  pid: number;
+  ready: ReadyMessage;
+  /** Starts or stops (and saves) a CPU profile of the server; a no-op without BENCH_CPU_PROF. */
+  profile(action: 'start' | 'stop', name?: string): Promise<void>;
+  stop(): Promise<void>;
+}
+
+async function startServer(env: NodeJS.ProcessEnv): Promise<Server> {
+  // fork with node itself (not the tsx CLI) so that child.pid is the server's own process.
+  // BENCH_SERVER_JS: a compiled bench/server.js to run instead, without tsx (to compare).
+  const compiled = process.env.BENCH_SERVER_JS;
+  const child = fork(compiled ? resolve(compiled) : join(HERE, 'server.ts'), [], {
+    cwd: ROOT,
+    env,
+    execArgv: compiled ? [] : ['--import', 'tsx'],
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  const profiled: ((message: ProfiledMessage) => void)[] = [];
+  const ready = await new Promise<ReadyMessage>((resolveReady, reject) => {
+    const fail = (error: Error) => {
+      clearTimeout(timer);
+      child.off('exit', onExit);
+      child.kill('SIGKILL');
+      reject(error);
+    };
+    const onExit = (code: number | null, signal: string | null) =>
+      fail(new Error(`the bench server exited before it was ready (${signal ?? `code ${code}`})`));
+    const timer = setTimeout(() => fail(new Error('the bench server was not ready after 10 minutes')), 600_000);
+    child.once('exit', onExit);
+    child.on('message', (message: ServerMessage) => {
+      if (message.type === 'profiled') return profiled.shift()?.(message);
+      if (message.type === 'failed') return fail(new Error(`the bench server failed to start:\n${message.message}`));
+      clearTimeout(timer);
+      child.off('exit', onExit);
+      resolveReady(message);
+    });
+  });
+  let stopped: Promise<void> | undefined;
+  return {
+    child,
+    pid: child.pid!,
+    ready,
+    async profile(action, name) {
+      if (!cpuProfDir) return;
+      const answered = new Promise<ProfiledMessage>((r) => profiled.push(r));
+      child.send({ type: 'profile', action, name } satisfies ProfileMessage);
+      const { file } = await answered;
+      if (file) log(`bench: CPU profile of the server written to ${relative(process.cwd(), file)}`);
+    },
+    stop() {
+      stopped ??= new Promise<void>((resolveStop) => {
+        if (child.exitCode !== null || child.signalCode !== null) return resolveStop();
+        const kill = setTimeout(() => child.kill('SIGKILL'), 15_000);
+        child.once('exit', () => {
+          clearTimeout(kill);
+          resolveStop();
+        });
+        if (child.connected) child.send({ type: 'stop' } satisfies StopMessage);
+        else child.kill('SIGTERM');
+      });
+      return stopped;
+    },
+  };
+}
+
+function procStatusKb(pid: number, field: 'VmRSS' | 'VmHWM'): number {
+  try {
+    const match = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return match ? Number(match[1]) : 0;
+  } catch {
+    return 0; // not Linux, or the process is gone
+  }
+}
+
+/** Peak resident memory of the server while a scenario runs, sampled every 100 ms. */
+function sampleRss(pid: number): () => number {
+  let peak = procStatusKb(pid, 'VmRSS');
+  const timer = setInterval(() => (peak = Math.max(peak, procStatusKb(pid, 'VmRSS'))), 100);
+  return () => {
+    clearInterval(timer);
+    return Math.max(peak, procStatusKb(pid, 'VmRSS')) / 1024;
+  };
+}
+
+function cpuTicks(pid: number): number | undefined {
+  try {
+    // Fields after the parenthesised command name; utime and stime are the 14th and 15th overall.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return Number(fields[11]) + Number(fields[12]);
+  } catch {
+    return undefined;
+  }
+}
+
+/** /proc CPU times are in clock ticks: 100 a second on Linux (getconf CLK_TCK). */
+const TICK_MS = 10;
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/**
+ * Waits until the server is idle. A client that gave up (autocannon stops mid-request) does not
+ * stop the server's work: logins still queued for bcrypt would run into the next scenario.
+ */
+async function settle(pid: number, maxMs = 120_000): Promise<void> {
+  const deadline = Date.now() + maxMs;
+  let before = cpuTicks(pid);
+  if (before === undefined) return sleep(1000);
+  while (Date.now() < deadline) {
+    await sleep(500);
+    const now = cpuTicks(pid);
+    if (now === undefined) return;
+    // Ticks are 10 ms: at most 5 in 500 ms means under 10% of one core.
+    if (now - before <= 5) return;
+    before = now;
+  }
+  log('bench: the server did not settle; going on anyway');
+}
+
+// ---------------------------------------------------------------- measuring
+
+interface Measured {
+  name: string;
+  requestsPerSec: number;
+  p50Ms: number;
+  p99Ms: number;
+  requests: number;
+  errors: number;
+  timeouts: number;
+  non2xx: number;
+  statusCodes: Record<string, number>;
+  seconds: number;
+  peakRssMb: number;
+  /** CPU time of the server process (all its threads) per answered request: steadier than req/s on a busy machine. */
+  serverCpuMsPerRequest: number;
+  note?: string;
+}
+
+function percentile(sorted: Float64Array, q: number): number {
+  if (sorted.length === 0) return 0;
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]!;
+}
+
+const round = (n: number, digits = 2) => Math.round(n * 10 ** digits) / 10 ** digits;
+
+/**
+ * One autocannon run. Latencies are kept from autocannon's per-response event, in fractions of a
+ * millisecond (its own histogram rounds to whole ms), and the rate is counted from the start to the
+ * last response, so a run that ends early (an exhausted token pool) is not diluted by idle time.
+ */
+async function load(name: string, opts: autocannon.Options, pid: number): Promise<Omit<Measured, 'peakRssMb' | 'serverCpuMsPerRequest'>> {
+  const latencies: number[] = [];
+  let lastResponse = 0;
+  const started = performance.now();
+  const result = await new Promise<autocannon.Result>((resolveRun, reject) => {
+    // Our own latencies are kept raw; autocannon's coordinated-omission fill-in assumes one request
+    // every 1/rate ms, which its per-second bursts do not do.
+    const raw = opts.connectionRate || opts.overallRate ? { ignoreCoordinatedOmission: true } : {};
+    const instance = autocannon({ ...opts, ...raw }, (err, res) => (err ? reject(err) : resolveRun(res)));
+    instance.on('response', (_client, _status, _bytes, ms) => {
+      latencies.push(ms);
+      lastResponse = performance.now();
+    });
+  });
+  const sorted = Float64Array.from(latencies).sort();
+  const elapsed = ((lastResponse || performance.now()) - started) / 1000;
+  const statusCodes: Record<string, number> = {};
+  for (const [code, { count = 0 }] of Object.entries(result.statusCodeStats ?? {})) statusCodes[code] = count;
+  if (!cpuTicks(pid)) throw new Error(`the bench server died during ${name}`);
+  return {
+    name,
+    requestsPerSec: round(latencies.length / elapsed, 1),
+    p50Ms: round(percentile(sorted, 0.5)),
+    p99Ms: round(percentile(sorted, 0.99)),
+    requests: latencies.length,
+    errors: result.errors,
+    timeouts: result.timeouts,
+    non2xx: result.non2xx,
+    statusCodes,
+    seconds: round(elapsed),
+  };
+}
+
+/** The machine's bcrypt rate: compares on every core at once, as Gatehouse makes them (passwords.ts). */
+async function bcryptRate(cost: number, pepper: string, seconds: number): Promise<{ perSec: number; concurrency: number; compares: number }> {
+  const hash = await createPasswordHasher({ pepper, cost }).hash(PASSWORD);
+  // passwords.ts verifies bcrypt over base64(HMAC-SHA256(password, pepper)); done here directly so
+  // the rate is the machine's, whatever limits Gatehouse itself puts on concurrent compares.
+  const prepared = createHmac('sha256', pepper).update(PASSWORD.normalize('NFKC'), 'utf8').digest('base64');
+  const concurrency = availableParallelism();
+  const started = performance.now();
+  const deadline = started + seconds * 1000;
+  let compares = 0;
+  let last = started;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (performance.now() < deadline) {
+        if (!(await bcrypt.compare(prepared, hash))) throw new Error('bcrypt compare failed');
+        compares++;
+        last = performance.now();
+      }
+    }),
+  );
+  return { perSec: round(compares / ((last - started) / 1000)), concurrency, compares };
+}
+
+// ---------------------------------------------------------------- scenarios
+
+interface Context {
+  base: string;
+  ready: ReadyMessage;
+  server: Server;
+}
+
+const json = { 'content-type': 'application/json' };
+
+function cycle<T>(items: T[]): () => T {
+  let i = 0;
+  return () => items[i++ % items.length]!;
+}
+
+const SCENARIOS = ['baseline', 'protected', 'me', 'refresh', 'login', 'admin-users', 'storm'] as const;
+type ScenarioName = (typeof SCENARIOS)[number];
+
+const TITLES: Record<string, string> = {
+  baseline: '1. baseline: public no-op route',
+  protected: "2. protected: no-op route, permission 'read'",
+  me: '3. GET /auth/me',
+  refresh: '4. POST /auth/refresh (fresh token each)',
+  login: `5. POST /auth/login (${options.loginConnections} connections)`,
+  bcrypt: `   bcrypt.compare rate, cost ${options.bcryptCost} (driver, all cores)`,
+  'admin-users': '6. GET /admin/users?limit=50 (admin)',
+  'storm-probe': `7. protected during login storm (${options.stormProbe.connections}x${options.stormProbe.connectionRate} req/s)`,
+  'storm-login': `   the login storm (${options.stormConnections} connections)`,
+};
+
+function loginRequests(ready: ReadyMessage): autocannon.Request[] {
+  const nextEmail = cycle(ready.loginEmails);
+  return [{ method: 'POST', path: '/auth/login', headers: json, setupRequest: (req) => ({ ...req, body: JSON.stringify({ email: nextEmail(), password: PASSWORD }) }) }];
+}
+
+/** Peak RSS and CPU time of the server while `run` runs. */
+async function watch<T>(server: Server, name: string, run: () => Promise<T>): Promise<{ value: T; peakRssMb: number; cpuMs: number }> {
+  await server.profile('start');
+  const rss = sampleRss(server.pid);
+  const cpuBefore = cpuTicks(server.pid) ?? 0;
+  const value = await run();
+  const cpuMs = ((cpuTicks(server.pid) ?? 0) - cpuBefore) * TICK_MS;
+  const peakRssMb = round(rss(), 1);
+  await server.profile('stop', name);
+  return { value, peakRssMb, cpuMs };
+}
+
+const perRequest = (cpuMs: number, requests: number) => (requests ? round(cpuMs / requests, 3) : 0);
+
+async function measure(name: string, opts: autocannon.Options, server: Server): Promise<Measured> {
+  await settle(server.pid);
+  log(`bench: ${TITLES[name] ?? name} ...`);
+  const { value, peakRssMb, cpuMs } = await watch(server, name, () => load(name, opts, server.pid));
+  return { ...value, peakRssMb, serverCpuMsPerRequest: perRequest(cpuMs, value.requests) };
+}
+
+async function runScenario(name: ScenarioName, ctx: Context, pools: { refresh: string[] }): Promise<Measured[]> {
+  const { base, ready, server } = ctx;
+  const common = { url: base, connections: options.connections, duration: options.duration };
+  const userAuth = { authorization: `Bearer ${ready.userToken}` };
+  switch (name) {
+    case 'baseline':
+      return [await measure(name, { ...common, url: `${base}/baseline` }, server)];
+    case 'protected':
+      return [await measure(name, { ...common, url: `${base}/protected`, headers: userAuth }, server)];
+    case 'me':
+      return [await measure(name, { ...common, url: `${base}/auth/me`, headers: userAuth }, server)];
+    case 'refresh': {
+      const pool = pools.refresh;
+      const measured = await measure(
+        name,
+        {
+          ...common,
+          // Never more requests than tokens: autocannon ends the run early instead.
+          maxOverallRequests: pool.length,
+          requests: [
+            {
+              method: 'POST',
+              path: '/auth/refresh',
+              headers: json,
+              setupRequest: (req) => ({ ...req, body: JSON.stringify({ refreshToken: pool.pop() }) }),
+            },
+          ],
+        },
+        server,
+      );
+      if (pool.length === 0) {
+        measured.note = `token pool (${ready.refreshTokens.length}) used up after ${measured.seconds} s: raise BENCH_REFRESH_TOKENS for a longer run`;
+      }
+      return [measured];
+    }
+    case 'login':
+      // Requests queue for bcrypt: give them time rather than count them as timeouts.
+      return [await measure(name, { ...common, connections: options.loginConnections, timeout: 300, requests: loginRequests(ready) }, server)];
+    case 'admin-users':
+      return [await measure(name, { ...common, url: `${base}/admin/users?limit=50`, headers: { authorization: `Bearer ${ready.adminToken}` } }, server)];
+    case 'storm': {
+      const { pid } = server;
+      await settle(pid);
+      log(`bench: ${TITLES['storm-probe']}, with ${TITLES['storm-login']!.trim()} ...`);
+      const { value, peakRssMb, cpuMs } = await watch(server, name, () =>
+        Promise.all([
+          load('storm-probe', { url: `${base}/protected`, headers: userAuth, duration: options.duration, ...options.stormProbe }, pid),
+          load(
+            'storm-login',
+            { url: base, connections: options.stormConnections, duration: options.duration, timeout: 300, requests: loginRequests(ready) },
+            pid,
+          ),
+        ]),
+      );
+      const [probe, storm] = value;
+      // The server's CPU goes to both at once: shown per request of both together.
+      const serverCpuMsPerRequest = perRequest(cpuMs, probe.requests + storm.requests);
+      return [
+        { ...probe, peakRssMb, serverCpuMsPerRequest },
+        { ...storm, peakRssMb, serverCpuMsPerRequest },
+      ];
+    }
+  }
+}
+
+// ---------------------------------------------------------------- the run
+
+interface Target {
+  name: string;
+  measured: number;
+  unit: string;
+  goal: string;
+  pass: boolean;
+}
+
+function targetsOf(byName: Map<string, Measured>, bcryptPerSec: number | undefined, peakRssMb: number): Target[] {
+  const targets: Target[] = [];
+  const rps = (name: string) => byName.get(name)?.requestsPerSec;
+  const ratio = (name: string, measured: number | undefined, over: number | undefined, min: number) => {
+    if (measured === undefined || !over) return;
+    const value = round(measured / over, 3);
+    targets.push({ name, measured: value, unit: 'x', goal: `>= ${min}x`, pass: value >= min });
+  };
+  ratio('protected / baseline', rps('protected'), rps('baseline'), TARGETS.protectedRatio);
+  ratio('/auth/me / baseline', rps('me'), rps('baseline'), TARGETS.meRatio);
+  ratio('login / bcrypt compare rate', rps('login'), bcryptPerSec, TARGETS.loginRatio);
+  const probe = byName.get('storm-probe');
+  if (probe) targets.push({ name: 'protected p99 during login storm', measured: probe.p99Ms, unit: ' ms', goal: `< ${TARGETS.stormP99Ms} ms`, pass: probe.p99Ms < TARGETS.stormP99Ms });
+  const refresh = rps('refresh');
+  if (refresh !== undefined) targets.push({ name: 'refresh rate', measured: refresh, unit: ' req/s', goal: `>= ${TARGETS.refreshRps} req/s`, pass: refresh >= TARGETS.refreshRps });
+  if (peakRssMb > 0) targets.push({ name: 'server peak RSS under load', measured: peakRssMb, unit: ' MB', goal: `< ${TARGETS.rssMb} MB`, pass: peakRssMb < TARGETS.rssMb });
+  return targets;
+}
+
+function table(header: string[], rows: (string | number)[][], rightFrom = 1): string {
+  const cells = [header, ...rows.map((r) => r.map(String))];
+  const widths = header.map((_, i) => Math.max(...cells.map((r) => (r[i] ?? '').length)));
+  const line = (r: string[]) => `| ${r.map((c, i) => (i >= rightFrom ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join(' | ')} |`;
+  const rule = `|${widths.map((w, i) => (i >= rightFrom ? `${'-'.repeat(w + 1)}:` : `${'-'.repeat(w + 2)}`)).join('|')}|`;
+  return [line(header), rule, ...cells.slice(1).map(line)].join('\n');
+}
+
+async function openDatabase(): Promise<{ url?: string; drop(): Promise<void> }> {
+  if (!options.databaseUrl) return { drop: async () => {} };
+  // A throwaway database on the given server: repeatable runs, and nothing in the named database is touched.
+  const name = `gatehouse_bench_${Date.now().toString(36)}_${randomBytes(3).toString('hex')}`;
+  const admin = postgres(options.databaseUrl, { max: 1, onnotice: () => {} });
+  await admin.unsafe(`create database "${name}"`);
+  const url = new URL(options.databaseUrl);
+  url.pathname = `/${name}`;
+  return {
+    url: url.toString(),
+    async drop() {
+      await admin.unsafe(`drop database if exists "${name}" with (force)`);
+      await admin.end({ timeout: 5 });
+    },
+  };
+}
+
+async function main(): Promise<number> {
+  const selected = SCENARIOS.filter((s) => !only || only.includes(s));
+  if (only && selected.length !== only.length) {
+    console.error(`bench: --only takes some of ${SCENARIOS.join(', ')}`);
+    return 2;
+  }
+  const startedAt = new Date();
+  const machine = {
+    cpus: availableParallelism(),
+    model: cpus()[0]?.model.trim() ?? 'unknown',
+    node: process.version,
+    platform: `${process.platform} ${process.arch}`,
+    loadAverageBefore: loadavg().map((l) => round(l)),
+  };
+  const dataDir = mkdtempSync(join(tmpdir(), 'gatehouse-bench-'));
+  const database = await openDatabase();
+  const pepper = randomBytes(32).toString('base64url');
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  // Gatehouse reads only what the bench sets: nothing leaks in from the caller's own configuration.
+  for (const key of Object.keys(EnvSchema.properties)) delete env[key];
+  Object.assign(env, {
+    NODE_ENV: 'production',
+    LOG_LEVEL: 'silent',
+    DATA_DIR: dataDir,
+    JWT_SECRET: randomBytes(32).toString('base64url'),
+    PASSWORD_PEPPER: pepper,
+    BCRYPT_COST: String(options.bcryptCost),
+    // The whole run must fit in one access token's lifetime.
+    ACCESS_TOKEN_TTL: '2h',
+    // All the load comes from one address: per-IP limits would answer 429 (they still run, and cost).
+    RATE_LIMIT_LOGIN: '1000000000/1s',
+    RATE_LIMIT_REFRESH: '1000000000/1s',
+    ...(database.url ? { DATABASE_URL: database.url } : {}),
+    BENCH_USERS: String(options.users),
+    BENCH_REFRESH_TOKENS: String(selected.includes('refresh') ? refreshPool : options.connections),
+    ...(cpuProfDir ? { BENCH_CPU_PROF: cpuProfDir } : {}),
+  } satisfies NodeJS.ProcessEnv & ServerKnobs);
+
+  let server: Server | undefined;
+  const stopAll = async () => {
+    await server?.stop();
+    await database.drop().catch((err: unknown) => log(`bench: could not drop the bench database: ${String(err)}`));
+    rmSync(dataDir, { recursive: true, force: true });
+  };
+  process.once('SIGINT', () => void stopAll().then(() => process.exit(130)));
+
+  const results: Measured[] = [];
+  let compares: Awaited<ReturnType<typeof bcryptRate>> | undefined;
+  const memory = { readyRssMb: 0, vmHwmMb: 0 };
+  let ready: ReadyMessage | undefined;
+  try {
+    log(`bench: preparing ${options.users} users and ${refreshPool} refresh tokens on ${database.url ? 'PostgreSQL' : 'PGlite'} ...`);
+    server = await startServer(env);
+    ready = server.ready;
+    memory.readyRssMb = round(procStatusKb(server.pid, 'VmRSS') / 1024, 1);
+    log(`bench: server ready in ${(ready.prepareMs / 1000).toFixed(1)} s (pid ${server.pid}, port ${ready.port}, RSS ${memory.readyRssMb} MB)`);
+    const ctx: Context = { base: `http://127.0.0.1:${ready.port}`, ready, server };
+    // JIT and caches warm before anything is counted.
+    await load(
+      'warm-up',
+      {
+        url: ctx.base,
+        connections: options.connections,
+        duration: quick ? 1 : 3,
+        requests: [
+          { method: 'GET', path: '/baseline' },
+          { method: 'GET', path: '/protected', headers: { authorization: `Bearer ${ready.userToken}` } },
+          { method: 'GET', path: '/auth/me', headers: { authorization: `Bearer ${ready.userToken}` } },
+        ],
+      },
+      server.pid,
+    );
+    const pools = { refresh: [...ready.refreshTokens] };
+    for (const name of selected) {
+      if (name === 'login') {
+        await settle(server.pid);
+        log(`bench: ${TITLES.bcrypt!.trim()} ...`);
+        compares = await bcryptRate(options.bcryptCost, pepper, Math.min(options.duration, quick ? 2 : 5));
+      }
+      results.push(...(await runScenario(name, ctx, pools)));
+    }
+    memory.vmHwmMb = round(procStatusKb(server.pid, 'VmHWM') / 1024, 1);
+  } finally {
+    await stopAll();
+  }
+  return report(startedAt, machine, ready, results, compares, memory);
+}
+
+function report(
+  startedAt: Date,
+  machine: Record<string, unknown> & { cpus: number; model: string; node: string; loadAverageBefore: number[] },
+  ready: ReadyMessage,
+  results: Measured[],
+  compares: Awaited<ReturnType<typeof bcryptRate>> | undefined,
+  memory: { readyRssMb: number; vmHwmMb: number },
+): number {
+  const byName = new Map(results.map((r) => [r.name, r]));
+  // The target is about the server under load; VmHWM also counts the bench's own data preparation.
+  const peakRssMb = Math.max(0, ...results.map((r) => r.peakRssMb));
+  const targets = targetsOf(byName, compares?.perSec, peakRssMb);
+  const failures = results.filter((r) => r.errors > 0 || r.non2xx > 0 || r.requests === 0);
+
+  const rows: (string | number)[][] = [];
+  for (const r of results) {
+    rows.push([
+      TITLES[r.name] ?? r.name,
+      r.requestsPerSec,
+      r.p50Ms.toFixed(2),
+      r.p99Ms.toFixed(2),
+      r.errors,
+      r.non2xx,
+      r.peakRssMb.toFixed(1),
+      r.serverCpuMsPerRequest.toFixed(3),
+    ]);
+    if (r.name === 'login' && compares) rows.push([TITLES.bcrypt!, compares.perSec, '', '', '', '', '', '']);
+  }
+  const summary = [
+    `Gatehouse bench: ${ready.driver === 'postgres' ? 'PostgreSQL' : 'PGlite'}, ${ready.users} users, BCRYPT_COST=${options.bcryptCost}, ` +
+      `${options.duration} s per scenario, ${options.connections} connections; ` +
+      `${machine.cpus} x ${machine.model}, Node ${machine.node}, load average ${machine.loadAverageBefore.join(' ')}`,
+    '',
+    table(['scenario', 'req/s', 'p50 ms', 'p99 ms', 'errors', 'non-2xx', 'peak RSS MB', 'server CPU ms/req'], rows),
+    '',
+    table(
+      ['target', 'measured', 'goal', ''],
+      targets.map((t) => [t.name, `${t.measured}${t.unit}`, t.goal, t.pass ? 'PASS' : 'MISS']),
+    ),
+    `server RSS: ${memory.readyRssMb} MB when ready, ${peakRssMb} MB at most during the scenarios, ` +
+      `${memory.vmHwmMb} MB at most over its life (VmHWM, data preparation included)`,
+    ...results.filter((r) => r.note).map((r) => `note: ${r.name}: ${r.note}`),
+    ...failures.map(
+      (r) => `FAILED: ${r.name}: ${r.requests} responses, ${r.errors} errors (${r.timeouts} timeouts), status codes ${JSON.stringify(r.statusCodes)}`,
+    ),
+    ...(failures.length ? ["(BENCH_LOG=error npm run bench shows the server's own errors)"] : []),
+  ].join('\n');
+  console.log(summary);
+
+  mkdirSync(resultsDir, { recursive: true });
+  const file = join(resultsDir, `${startedAt.toISOString().replace(/:/g, '-')}.json`);
+  const saved = {
+    startedAt: startedAt.toISOString(),
+    ok: failures.length === 0,
+    database: ready.driver,
+    options: { ...options, databaseUrl: undefined, refreshPool: ready.refreshTokens.length, prepareMs: ready.prepareMs },
+    machine: { ...machine, loadAverageAfter: loadavg().map((l) => round(l)) },
+    scenarios: results.map((r) => ({ ...r, title: TITLES[r.name] ?? r.name })),
+    bcrypt: compares,
+    peakRssMb,
+    memory,
+    targets,
+  };
+  writeFileSync(file, `${JSON.stringify(saved, null, 2)}\n`);
+  log(`bench: results written to ${relative(process.cwd(), file) || file}`);
+  return failures.length === 0 ? 0 : 1;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    console.error('bench: failed:', err instanceof Error ? err.message : err);
+    process.exit(1);
+  },
+);

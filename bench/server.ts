@@ -1,0 +1,179 @@
+/**
+ * The server side of `npm run bench`: a host Fastify app that mounts Gatehouse as a plugin, as
+ * examples/notes/app.ts does, plus two routes that do nothing (one public, one needing `read`).
+ * It prepares the data itself, since an embedded PGlite can only be opened by this process, and
+ * reports ready to the driver (bench/run.ts) over IPC. Started by the driver, not by hand.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
+import { join } from 'node:path';
+import { eq, sql } from 'drizzle-orm';
+import Fastify, { type FastifyInstance } from 'fastify';
+import { roles, userRoles, users } from '../src/db/schema.js';
+import { DEFAULT_ROLE } from '../src/db/seed.js';
+import { ensureAdmin } from '../src/domain/admin-users.js';
+import { openSession } from '../src/domain/sessions.js';
+import { createUser } from '../src/domain/users.js';
+import { errorsPlugin, gatehousePlugin, loadConfig } from '../src/index.js';
+import { ADMIN_EMAIL, PASSWORD, READER_EMAIL, USER_AGENT, bulkEmail, type DriverMessage, type ProfileMessage, type ServerMessage } from './protocol.js';
+
+const CHUNK = 1000;
+
+function send(message: ServerMessage): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (!process.send) return reject(new Error('bench/server.ts is started by bench/run.ts (npm run bench), with an IPC channel'));
+    process.send(message, undefined, {}, (err) => (err ? reject(err) : resolve()));
+  });
+}
+
+function count(name: string, fallback: number): number {
+  const value = Number(process.env[name] ?? fallback);
+  if (!Number.isInteger(value) || value < 1) throw new Error(`${name} must be a positive integer`);
+  return value;
+}
+
+async function buildBenchApp(): Promise<FastifyInstance> {
+  const config = loadConfig();
+  const level = process.env.BENCH_LOG;
+  // A fresh PGlite folder takes seconds to migrate, more on a busy machine than avvio's default 10 s.
+  const app = Fastify({ logger: level ? { level } : false, pluginTimeout: 120_000 });
+  await app.register(errorsPlugin);
+  await app.register(gatehousePlugin, { config });
+  // Identical handlers: the only difference between the two is Gatehouse's access check.
+  app.get('/baseline', { config: { public: true } }, async () => ({ ok: true }));
+  app.get('/protected', { config: { permissionsRequired: ['read'] } }, async () => ({ ok: true }));
+  await app.ready();
+  return app;
+}
+
+/** Runs `task` over `items` with at most `limit` at once (postgres.js has a pool of 10 connections). */
+async function eachLimited<T, R>(items: T[], limit: number, task: (item: T) => Promise<R>): Promise<R[]> {
+  const results: R[] = new Array(items.length);
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(limit, items.length) }, async () => {
+      while (next < items.length) {
+        const i = next++;
+        results[i] = await task(items[i]!);
+      }
+    }),
+  );
+  return results;
+}
+
+async function prepare(app: FastifyInstance, userCount: number, refreshCount: number) {
+  const { db, passwords, sessionSettings } = app.gatehouse;
+  // One hash for everyone: bcrypt at the configured cost, so logins cost what they cost in production.
+  const passwordHash = await passwords.hash(PASSWORD);
+  const [userRole] = await db.select({ id: roles.id }).from(roles).where(eq(roles.name, DEFAULT_ROLE));
+
+  // Created a second apart, oldest first, so the admin list pages through distinct created_at values.
+  const createdFrom = Date.now() - userCount * 1000;
+  const userIds: string[] = [];
+  for (let from = 0; from < userCount; from += CHUNK) {
+    const rows = Array.from({ length: Math.min(CHUNK, userCount - from) }, (_, k) => {
+      const createdAt = new Date(createdFrom + (from + k) * 1000);
+      return { email: bulkEmail(from + k), passwordHash, createdAt, updatedAt: createdAt };
+    });
+    await db.transaction(async (tx) => {
+      const inserted = await tx.insert(users).values(rows).returning({ id: users.id });
+      await tx.insert(userRoles).values(inserted.map((u) => ({ userId: u.id, roleId: userRole!.id })));
+      userIds.push(...inserted.map((u) => u.id));
+    });
+  }
+
+  const context = { userAgent: USER_AGENT, ip: '127.0.0.1' };
+  const reader = await createUser(db, { email: READER_EMAIL, passwordHash });
+  const { userId: adminId } = await ensureAdmin(db, { email: ADMIN_EMAIL, passwordHash: async () => passwordHash });
+  const readerSession = await openSession(db, { userId: reader!.id, ...context }, sessionSettings);
+  const adminSession = await openSession(db, { userId: adminId, ...context }, sessionSettings);
+
+  // Spread over the bulk users, as refreshes from many clients are: each one's first refresh also
+  // loads that user into the authorization cache, as it would in production. Opened in batches, a
+  // transaction each: one commit (and fsync) per session would make this the slowest part of the run.
+  const owners = Array.from({ length: refreshCount }, (_, i) => userIds[i % userIds.length]!);
+  const batches = Array.from({ length: Math.ceil(owners.length / 250) }, (_, b) => owners.slice(b * 250, (b + 1) * 250));
+  const refreshTokens = (
+    await eachLimited(batches, 4, (batch) =>
+      db.transaction(async (tx) => {
+        const tokens: string[] = [];
+        for (const userId of batch) tokens.push((await openSession(tx, { userId, ...context }, sessionSettings)).refreshToken);
+        return tokens;
+      }),
+    )
+  ).flat();
+  // Fresh planner statistics, so a background autovacuum/analyze does not land in a scenario.
+  await db.execute(sql`analyze`);
+
+  return {
+    loginEmails: Array.from({ length: userCount }, (_, i) => bulkEmail(i)),
+    refreshTokens,
+    userToken: app.signAccessToken({ sub: reader!.id, sid: readerSession.session.id }),
+    adminToken: app.signAccessToken({ sub: adminId, sid: adminSession.session.id }),
+  };
+}
+
+/** A V8 CPU profile per scenario, on the driver's signal; BENCH_CPU_PROF names the folder. */
+function profiler(dir: string | undefined): (message: ProfileMessage) => Promise<void> {
+  let session: Session | undefined;
+  return async ({ action, name }) => {
+    if (!dir) return send({ type: 'profiled' });
+    if (action === 'start') {
+      session = new Session();
+      session.connect();
+      await session.post('Profiler.enable');
+      await session.post('Profiler.start');
+      return send({ type: 'profiled' });
+    }
+    const { profile } = await session!.post('Profiler.stop');
+    session!.disconnect();
+    mkdirSync(dir, { recursive: true });
+    const file = join(dir, `${name ?? 'server'}.cpuprofile`);
+    writeFileSync(file, JSON.stringify(profile));
+    return send({ type: 'profiled', file });
+  };
+}
+
+async function main(): Promise<void> {
+  const started = Date.now();
+  const app = await buildBenchApp();
+  let closing = false;
+  const close = () => {
+    if (closing) return;
+    closing = true;
+    app.close().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
+  };
+  const profile = profiler(process.env.BENCH_CPU_PROF || undefined);
+  process.on('message', (message: DriverMessage) => {
+    if (message.type === 'stop') close();
+    else void profile(message);
+  });
+  // The driver went away (crashed or was killed): do not linger.
+  process.on('disconnect', close);
+  process.once('SIGTERM', close);
+  process.once('SIGINT', close);
+
+  const userCount = count('BENCH_USERS', 10_000);
+  const data = await prepare(app, userCount, count('BENCH_REFRESH_TOKENS', 1000));
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const address = app.server.address();
+  if (!address || typeof address === 'string') throw new Error('no TCP address');
+  await send({
+    type: 'ready',
+    port: address.port,
+    driver: app.gatehouse.database.driver,
+    users: userCount,
+    ...data,
+    prepareMs: Date.now() - started,
+  });
+}
+
+main().catch(async (err: unknown) => {
+  const message = err instanceof Error ? (err.stack ?? err.message) : String(err);
+  // Sent before exiting: the driver shows it instead of a bare exit code.
+  await send({ type: 'failed', message }).catch(() => console.error(message));
+  process.exit(1);
+});
