@@ -517,7 +517,10 @@ async function main(): Promise<number> {
     await database.drop().catch((err: unknown) => log(`bench: could not drop the bench database: ${String(err)}`));
     rmSync(dataDir, { recursive: true, force: true });
   };
-  process.once('SIGINT', () => void stopAll().then(() => process.exit(130)));
+  // Interrupted: still stop the server and drop the throwaway database.
+  for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
+    process.once(signal, () => void stopAll().then(() => process.exit(code)));
+  }
 
   const results: Measured[] = [];
   let compares: Awaited<ReturnType<typeof bcryptRate>> | undefined;
