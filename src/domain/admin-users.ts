@@ -3,6 +3,7 @@ import type { Db } from '../db/client.js';
 import { ADMIN_ROLE } from '../db/seed.js';
 import { roles, userRoles, users, type User } from '../db/schema.js';
 import { problem } from '../errors.js';
+import { isUuid } from '../lib/uuid.js';
 import { roleIds } from './roles.js';
 import { revokeUserSessions } from './sessions.js';
 import { loadAccessFor, type DbOrTx, type Tx, type UserWithAccess } from './users.js';
@@ -20,7 +21,6 @@ export function encodeCursor(cursor: Cursor): string {
   return Buffer.from(JSON.stringify([cursor.createdAt, cursor.id])).toString('base64url');
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const TIMESTAMP = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$/;
 
 /** Dates the pattern lets through but PostgreSQL cannot cast (a 500, not a 400): February 30th, year 0. */
@@ -33,7 +33,7 @@ function isRealInstant(text: string): boolean {
 export function decodeCursor(raw: string): Cursor {
   try {
     const [createdAt, id] = JSON.parse(Buffer.from(raw, 'base64url').toString('utf8')) as unknown[];
-    if (typeof createdAt === 'string' && TIMESTAMP.test(createdAt) && isRealInstant(createdAt) && typeof id === 'string' && UUID.test(id)) {
+    if (typeof createdAt === 'string' && TIMESTAMP.test(createdAt) && isRealInstant(createdAt) && typeof id === 'string' && isUuid(id)) {
       return { createdAt, id };
     }
   } catch {

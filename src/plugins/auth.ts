@@ -3,6 +3,7 @@ import jwt from '@fastify/jwt';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { unauthorized } from '../errors.js';
+import { isUuid } from '../lib/uuid.js';
 import type { UserAccess } from '../domain/access-cache.js';
 import type { Gatehouse } from '../services.js';
 
@@ -38,15 +39,21 @@ declare module 'fastify' {
 }
 
 const BEARER = /^Bearer +([A-Za-z0-9_.~+/=-]+) *$/i;
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /**
  * Claims as Gatehouse issues them. A token signed with our secret but naming no uuid is not one of
  * ours: its ids must not reach a uuid column, where they would fail the query (a 500, not a 401).
  */
+/** The token of an `Authorization: Bearer <token>` header; anything else is a 401 token_invalid. */
+export function bearerToken(header: string): string {
+  const match = BEARER.exec(header);
+  if (!match) throw unauthorized('token_invalid', 'The Authorization header must be "Bearer <token>".');
+  return match[1]!;
+}
+
 export function isAccessTokenClaims(claims: unknown): claims is AccessTokenClaims {
   const { sub, sid, iat } = (claims ?? {}) as Record<string, unknown>;
-  return typeof sub === 'string' && UUID.test(sub) && typeof sid === 'string' && UUID.test(sid) && typeof iat === 'number';
+  return isUuid(sub) && isUuid(sid) && typeof iat === 'number';
 }
 
 export const authPlugin = fp(
@@ -77,11 +84,10 @@ export const authPlugin = fp(
     app.decorate('authenticate', async (request: FastifyRequest): Promise<Principal> => {
       const header = request.headers.authorization;
       if (!header) throw unauthorized('token_missing', 'Send an access token as "Authorization: Bearer <token>".');
-      const match = BEARER.exec(header);
-      if (!match) throw unauthorized('token_invalid', 'The Authorization header must be "Bearer <token>".');
+      const token = bearerToken(header);
       let claims: AccessTokenClaims;
       try {
-        claims = app.jwt.verify<AccessTokenClaims>(match[1]!);
+        claims = app.jwt.verify<AccessTokenClaims>(token);
       } catch (err) {
         // app.jwt.verify throws fast-jwt's own errors; the FST_JWT_* codes come only from request.jwtVerify.
         const expired = (err as { code?: string }).code === 'FAST_JWT_EXPIRED';

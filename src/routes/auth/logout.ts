@@ -4,15 +4,13 @@ import { findSessionByRefreshToken, revokeSession } from '../../domain/sessions.
 import { problem, unauthorized } from '../../errors.js';
 import { BODY_PROBLEMS, problemResponses } from '../../schemas/problem.js';
 import type { Gatehouse } from '../../services.js';
-import { isAccessTokenClaims } from '../../plugins/auth.js';
+import { bearerToken, isAccessTokenClaims } from '../../plugins/auth.js';
 import { OPTIONAL_BODY } from '../../plugins/openapi.js';
 import { absentBodyAsEmpty } from '../body-hooks.js';
 import { auditContext } from '../request-context.js';
 import { presentedRefreshToken } from './refresh-credentials.js';
 import { RefreshBody } from './refresh.js';
 import { clearRefreshCookie } from './tokens.js';
-
-const BEARER = /^Bearer +(\S+) *$/i;
 
 export const logoutRoute: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }> = async (app, { gatehouse }) => {
   app.post(
@@ -36,13 +34,12 @@ export const logoutRoute: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }> = 
     async (request, reply) => {
       let sessionId: string | undefined;
       let userId: string | undefined;
-      const bearer = request.headers.authorization ? BEARER.exec(request.headers.authorization) : null;
       if (request.headers.authorization) {
-        if (!bearer) throw unauthorized('token_invalid', 'The Authorization header must be "Bearer <token>".');
+        const token = bearerToken(request.headers.authorization);
         let claims: unknown;
         try {
           // An expired token still names its session, and ending one's own session is harmless.
-          claims = app.jwt.verify(bearer[1]!, { ignoreExpiration: true } as never);
+          claims = app.jwt.verify(token, { ignoreExpiration: true } as never);
         } catch {
           claims = undefined;
         }
