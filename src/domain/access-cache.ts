@@ -1,7 +1,7 @@
 import { sql } from 'drizzle-orm';
 import type { Database } from '../db/client.js';
 import type { User } from '../db/schema.js';
-import { liveSessionIds, loadUserWithAccess } from './users.js';
+import { loadAuthorizationState } from './users.js';
 
 export const ACCESS_CHANNEL = 'gatehouse_access';
 /** Payload meaning "drop everything": role permission changes touch an unknown set of users. */
@@ -81,16 +81,13 @@ export class AccessCache {
   private async load(userId: string): Promise<UserAccess | undefined> {
     const generation = this.generation;
     const loadedAt = Date.now();
-    const [found, sessionIds] = await Promise.all([
-      loadUserWithAccess(this.database.db, userId),
-      liveSessionIds(this.database.db, userId),
-    ]);
+    const found = await loadAuthorizationState(this.database.db, userId);
     if (!found) return undefined;
     const entry: UserAccess = {
       user: found.user,
       roles: new Set(found.roles),
       permissions: new Set(found.permissions),
-      liveSessions: new Set(sessionIds),
+      liveSessions: new Set(found.liveSessionIds),
       loadedAt,
     };
     if (generation === this.generation) {

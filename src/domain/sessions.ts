@@ -1,5 +1,7 @@
+import { randomUUID } from 'node:crypto';
 import { and, desc, eq, gt, isNull, ne, sql } from 'drizzle-orm';
 import type { Db } from '../db/client.js';
+import { fromRow, queryRows } from '../db/rows.js';
 import { refreshTokens, sessions, type Session } from '../db/schema.js';
 import { hashToken, hmac, looksLikeOpaqueToken, newOpaqueToken } from './tokens.js';
 import { recordLogin, type DbOrTx } from './users.js';
@@ -46,64 +48,82 @@ export type RotationResult =
   | { ok: false; code: 'invalid_refresh_token' | 'refresh_token_expired' | 'session_revoked' }
   | { ok: false; code: 'refresh_token_reused'; session: Session };
 
+interface RotationRow extends Record<string, unknown> {
+  token_rotated_at: string | null;
+  renewed_last_used_at: string | null;
+  renewed_expires_at: string | null;
+}
+
 /**
  * Exchanges a refresh token for its successor. The successor is derived from the presented token
  * (HMAC under a server key), so a second presentation inside the grace window, two tabs racing,
  * gets the very same successor while the database still holds only hashes. Past the grace a rotated
  * token is treated as stolen and the whole session is revoked.
+ *
+ * The common case is one statement, so one round trip and one commit: a refresh is the one write
+ * every client makes every few minutes. Its data-modifying CTEs claim the token (of concurrent
+ * presentations exactly one flips rotated_at; the others wait on the row lock, then find it set),
+ * insert the successor and renew the session, all or nothing.
  */
 export async function rotateRefreshToken(db: Db, presented: string, settings: SessionSettings): Promise<RotationResult> {
   if (!looksLikeOpaqueToken(presented)) return { ok: false, code: 'invalid_refresh_token' };
-  const tokenHash = hashToken(presented);
   const successor = hmac(settings.successorKey, presented);
+  const now = new Date();
+  const at = now.toISOString();
+  const successorId = randomUUID();
 
-  return db.transaction(async (tx) => {
-    const [found] = await tx
-      .select({ token: refreshTokens, session: sessions })
-      .from(refreshTokens)
-      .innerJoin(sessions, eq(sessions.id, refreshTokens.sessionId))
-      .where(eq(refreshTokens.tokenHash, tokenHash));
-    if (!found) return { ok: false, code: 'invalid_refresh_token' } as const;
-    const { session } = found;
-    const now = new Date();
-    if (session.revokedAt) return { ok: false, code: 'session_revoked' } as const;
-    if (session.expiresAt <= now) return { ok: false, code: 'refresh_token_expired' } as const;
+  const [row] = await queryRows<RotationRow>(
+    db,
+    sql`
+      with found as (
+        select id, session_id, rotated_at from refresh_tokens where token_hash = ${hashToken(presented)}
+      ),
+      claimed as (
+        update refresh_tokens t set rotated_at = ${at}::timestamptz, successor_id = ${successorId}::uuid
+        from sessions s
+        where t.id = (select id from found) and t.rotated_at is null
+          and s.id = t.session_id and s.revoked_at is null and s.expires_at > ${at}::timestamptz
+        returning t.session_id
+      ),
+      successor as (
+        insert into refresh_tokens (id, session_id, token_hash, issued_at)
+        select ${successorId}::uuid, session_id, ${hashToken(successor)}, ${at}::timestamptz from claimed
+      ),
+      renewed as (
+        update sessions s
+        set last_used_at = ${at}::timestamptz,
+            expires_at = least(${addSeconds(now, settings.refreshTokenTtl).toISOString()}::timestamptz,
+                               s.created_at + ${settings.sessionMaxAge}::integer * interval '1 second')
+        where s.id = (select session_id from claimed)
+        returning s.last_used_at, s.expires_at
+      )
+      select f.rotated_at as token_rotated_at, r.last_used_at as renewed_last_used_at,
+             r.expires_at as renewed_expires_at, s.*
+      from found f join sessions s on s.id = f.session_id left join renewed r on true`,
+  );
+  if (!row) return { ok: false, code: 'invalid_refresh_token' };
+  const session = fromRow(sessions, row);
+  if (row.renewed_expires_at !== null) {
+    const renewed = { ...session, lastUsedAt: new Date(row.renewed_last_used_at!), expiresAt: new Date(row.renewed_expires_at) };
+    return { ok: true, session: renewed, refreshToken: successor };
+  }
+  if (session.revokedAt) return { ok: false, code: 'session_revoked' };
+  if (session.expiresAt <= now) return { ok: false, code: 'refresh_token_expired' };
 
-    // Claim the rotation: of concurrent presentations exactly one flips rotated_at; the others
-    // wait on the row lock, then see it set and take the grace path below.
-    const [claimed] = await tx
-      .update(refreshTokens)
-      .set({ rotatedAt: now })
-      .where(and(eq(refreshTokens.id, found.token.id), isNull(refreshTokens.rotatedAt)))
-      .returning({ id: refreshTokens.id });
-    if (claimed) {
-      const [next] = await tx
-        .insert(refreshTokens)
-        .values({ sessionId: session.id, tokenHash: hashToken(successor), issuedAt: now })
-        .returning({ id: refreshTokens.id });
-      await tx.update(refreshTokens).set({ successorId: next!.id }).where(eq(refreshTokens.id, found.token.id));
-      const [renewed] = await tx
-        .update(sessions)
-        .set({ lastUsedAt: now, expiresAt: idleExpiry(session.createdAt, now, settings) })
-        .where(eq(sessions.id, session.id))
-        .returning();
-      return { ok: true, session: renewed!, refreshToken: successor } as const;
-    }
-
-    const [current] = await tx
-      .select({ rotatedAt: refreshTokens.rotatedAt })
-      .from(refreshTokens)
-      .where(eq(refreshTokens.id, found.token.id));
-    const rotatedAt = current?.rotatedAt ?? now;
-    if (now.getTime() - rotatedAt.getTime() <= settings.refreshReuseGrace * 1000) {
-      return { ok: true, session, refreshToken: successor } as const;
-    }
-    await tx
-      .update(sessions)
-      .set({ revokedAt: now, revokedReason: 'refresh_reuse' })
-      .where(and(eq(sessions.id, session.id), isNull(sessions.revokedAt)));
-    return { ok: false, code: 'refresh_token_reused', session } as const;
-  });
+  // Rotated before, or by a concurrent presentation that won the row lock after this statement's
+  // snapshot was taken (then only a fresh read knows when).
+  const rotatedAt = row.token_rotated_at
+    ? new Date(row.token_rotated_at)
+    : ((await db.select({ rotatedAt: refreshTokens.rotatedAt }).from(refreshTokens).where(eq(refreshTokens.tokenHash, hashToken(presented))))[0]
+        ?.rotatedAt ?? now);
+  if (now.getTime() - rotatedAt.getTime() <= settings.refreshReuseGrace * 1000) {
+    return { ok: true, session, refreshToken: successor };
+  }
+  await db
+    .update(sessions)
+    .set({ revokedAt: now, revokedReason: 'refresh_reuse' })
+    .where(and(eq(sessions.id, session.id), isNull(sessions.revokedAt)));
+  return { ok: false, code: 'refresh_token_reused', session };
 }
 
 /** The session a refresh token belongs to, rotated or not. */

@@ -1,5 +1,6 @@
 import { and, eq, inArray, sql } from 'drizzle-orm';
 import type { Db } from '../db/client.js';
+import { fromRow, queryRows } from '../db/rows.js';
 import { DEFAULT_ROLE } from '../db/seed.js';
 import { permissions, rolePermissions, roles, sessions, userRoles, users, type User } from '../db/schema.js';
 
@@ -51,6 +52,32 @@ export async function loadUserWithAccess(db: DbOrTx, userId: string): Promise<Us
   return { user, roles: access?.roles ?? [], permissions: access?.permissions ?? [] };
 }
 
+/**
+ * Everything the authorization cache holds about a user, in one query (one round trip on a cache
+ * miss, which is every first request of a user after a start or a change): the user, their role
+ * names, the union of those roles' permissions (both sorted) and the ids of their unrevoked sessions.
+ */
+export async function loadAuthorizationState(
+  db: DbOrTx,
+  userId: string,
+): Promise<(UserWithAccess & { liveSessionIds: string[] }) | undefined> {
+  const [row] = await queryRows<{ roles: string[]; permissions: string[]; live_session_ids: string[] }>(
+    db,
+    sql`
+      select u.*,
+        array(select r.name from user_roles ur join roles r on r.id = ur.role_id
+              where ur.user_id = u.id order by r.name collate "C") as roles,
+        array(select distinct p.name collate "C" from user_roles ur
+                join role_permissions rp on rp.role_id = ur.role_id
+                join permissions p on p.id = rp.permission_id
+              where ur.user_id = u.id order by 1) as permissions,
+        array(select s.id::text from sessions s where s.user_id = u.id and s.revoked_at is null) as live_session_ids
+      from users u where u.id = ${userId}::uuid`,
+  );
+  if (!row) return undefined;
+  return { user: fromRow(users, row), roles: row.roles, permissions: row.permissions, liveSessionIds: row.live_session_ids };
+}
+
 /** Role and permission names for many users in two queries, sorted for stable output. */
 export async function loadAccessFor(db: DbOrTx, userIds: string[]): Promise<{ userId: string; roles: string[]; permissions: string[] }[]> {
   if (userIds.length === 0) return [];
@@ -94,14 +121,6 @@ export async function recordLogin(db: DbOrTx, userId: string, ip: string | null)
 
 export async function updatePasswordHash(db: DbOrTx, userId: string, passwordHash: string): Promise<void> {
   await db.update(users).set({ passwordHash, updatedAt: new Date() }).where(eq(users.id, userId));
-}
-
-export async function liveSessionIds(db: DbOrTx, userId: string): Promise<string[]> {
-  const rows = await db
-    .select({ id: sessions.id })
-    .from(sessions)
-    .where(and(eq(sessions.userId, userId), sql`${sessions.revokedAt} is null`));
-  return rows.map((r) => r.id);
 }
 
 export async function updateProfile(db: DbOrTx, userId: string, input: { name: string | null }): Promise<void> {

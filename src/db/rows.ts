@@ -1,0 +1,33 @@
+import { getTableColumns, type InferSelectModel, type SQL } from 'drizzle-orm';
+import type { PgTable } from 'drizzle-orm/pg-core';
+import type { Db } from './client.js';
+
+/**
+ * Runs a hand-written statement (for the hot paths, where one round trip must do what several
+ * query-builder calls would) and returns its rows: postgres.js answers an array, PGlite an object
+ * holding one.
+ */
+export async function queryRows<T = Record<string, unknown>>(db: Pick<Db, 'execute'>, query: SQL): Promise<T[]> {
+  const result: unknown = await db.execute(query);
+  return (Array.isArray(result) ? result : (result as { rows: T[] }).rows) as T[];
+}
+
+const columnsByTable = new WeakMap<PgTable, [key: string, column: ReturnType<typeof getTableColumns>[string]][]>();
+
+/**
+ * A table's row as the query builder would return it (camelCase keys, Dates), read from the raw
+ * snake_case columns of a hand-written `select t.*`: the schema stays the one place that maps them.
+ */
+export function fromRow<T extends PgTable>(table: T, row: Record<string, unknown>): InferSelectModel<T> {
+  let columns = columnsByTable.get(table);
+  if (!columns) {
+    columns = Object.entries(getTableColumns(table));
+    columnsByTable.set(table, columns);
+  }
+  const model: Record<string, unknown> = {};
+  for (const [key, column] of columns) {
+    const value = row[column.name];
+    model[key] = value === null || value === undefined ? null : column.mapFromDriverValue(value);
+  }
+  return model as InferSelectModel<T>;
+}
