@@ -1,11 +1,9 @@
-import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, mkdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { PGlite, type PGliteOptions } from '@electric-sql/pglite';
+import type { PGliteOptions } from '@electric-sql/pglite';
 import { sql } from 'drizzle-orm';
 import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
-import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
-import { migrate as migratePglite } from 'drizzle-orm/pglite/migrator';
 import { drizzle as drizzlePostgres } from 'drizzle-orm/postgres-js';
 import { migrate as migratePostgres } from 'drizzle-orm/postgres-js/migrator';
 import postgres from 'postgres';
@@ -27,7 +25,20 @@ export interface Database {
   close(): Promise<void>;
 }
 
-export const MIGRATIONS_FOLDER = fileURLToPath(new URL('../../migrations', import.meta.url));
+/**
+ * The package's `migrations/` folder: the nearest one above this file. Not a fixed relative path,
+ * because this file runs from src/db, dist/db, a bench build (build/bench/src/db) or node_modules.
+ */
+export const MIGRATIONS_FOLDER = findMigrationsFolder(dirname(fileURLToPath(import.meta.url)));
+
+function findMigrationsFolder(from: string): string {
+  for (let dir = from; ; dir = dirname(dir)) {
+    const candidate = join(dir, 'migrations');
+    if (existsSync(join(candidate, 'meta', '_journal.json'))) return candidate;
+    // Not found: the package root's folder, so the migrator's error names the expected place.
+    if (dirname(dir) === dir) return join(from, '..', '..', 'migrations');
+  }
+}
 
 // Any fixed number works; it only has to be the same for every Gatehouse instance.
 const MIGRATION_LOCK_KEY = 4_718_201_337;
@@ -55,6 +66,12 @@ export async function openDatabase(options: OpenDatabaseOptions): Promise<Databa
 async function openPglite({ dataDir, pgliteLoadDataDir, pglite }: OpenDatabaseOptions): Promise<Database> {
   // PGlite does not create missing parent folders.
   if (dataDir) mkdirSync(dataDir, { recursive: true });
+  // Loaded here, not at the top: a deployment on PostgreSQL never pays PGlite's memory (about 33 MB).
+  const [{ PGlite }, { drizzle: drizzlePglite }, { migrate: migratePglite }] = await Promise.all([
+    import('@electric-sql/pglite'),
+    import('drizzle-orm/pglite'),
+    import('drizzle-orm/pglite/migrator'),
+  ]);
   const client = await PGlite.create(dataDir, { ...pglite, ...(pgliteLoadDataDir ? { loadDataDir: pgliteLoadDataDir } : {}) });
   const db = drizzlePglite(client, { schema }) as unknown as Db;
   await migratePglite(db as never, { migrationsFolder: MIGRATIONS_FOLDER });
