@@ -1,6 +1,8 @@
 /**
- * `npm run bench [-- --quick] [-- --only=baseline,protected]`: starts bench/server.ts in a child
- * process, drives it with autocannon, prints one table and writes it to bench/results/<date>.json.
+ * `npm run bench [-- --quick] [-- --only=baseline,protected]`: compiles src/ and bench/ with tsc
+ * (tsconfig.bench.json, into build/bench), starts the compiled bench/server.js with plain node in a
+ * child process, as `npm start` runs Gatehouse, drives it with autocannon, prints one table and
+ * writes it to bench/results/<date>.json.
  * Any error or non-2xx answer fails the run (exit 1); a missed speed target is only reported.
  *
  * Environment: BENCH_DATABASE_URL (a PostgreSQL server: a throwaway database is created on it and
@@ -9,11 +11,12 @@
  * BENCH_CONNECTIONS (10), BENCH_REFRESH_TOKENS (pool size), BENCH_RESULTS_DIR, BENCH_CPU_PROF
  * (a folder: the server writes one V8 CPU profile per scenario there; read them with
  * bench/profile.ts), BENCH_LOG (a pino level for the server's log on stderr; default: none),
- * BENCH_SERVER_JS (a compiled bench/server.js to run instead of the TypeScript through tsx).
+ * BENCH_TSX=1 (run bench/server.ts through tsx instead: no build step, but tsx adds to the RSS).
  */
-import { fork, type ChildProcess } from 'node:child_process';
+import { fork, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHmac, randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -69,6 +72,7 @@ const options = {
   /** The protected route during the storm: a steady load far below capacity, a few requests at a time. */
   stormProbe: { connections: 8, connectionRate: 50 },
   databaseUrl: process.env.BENCH_DATABASE_URL || undefined,
+  runtime: process.env.BENCH_TSX === '1' ? 'tsx' : 'node (compiled)',
 };
 // One fresh token per refresh request: enough for ~3,000 req/s (PostgreSQL) or ~300 (PGlite, one
 // in-process connection) over the whole scenario. If the pool runs out first, the scenario ends early
@@ -100,14 +104,33 @@ interface Server {
   stop(): Promise<void>;
 }
 
-async function startServer(env: NodeJS.ProcessEnv): Promise<Server> {
+interface ServerScript {
+  file: string;
+  execArgv: string[];
+}
+
+/**
+ * The server as it runs in production: compiled by tsc, run by node. The output stays inside the
+ * repository so that node_modules resolves from it; src/db/client.ts finds migrations/ from there.
+ */
+function buildServer(): ServerScript {
+  if (options.runtime === 'tsx') return { file: join(HERE, 'server.ts'), execArgv: ['--import', 'tsx'] };
+  log('bench: compiling the server (tsc -p tsconfig.bench.json) ...');
+  const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
+  const built = spawnSync(process.execPath, [tsc, '-p', 'tsconfig.bench.json'], { cwd: ROOT, encoding: 'utf8' });
+  if (built.status !== 0) {
+    throw new Error(`tsc -p tsconfig.bench.json failed (BENCH_TSX=1 runs without compiling):\n${built.stdout}${built.stderr}${built.error ?? ''}`);
+  }
+  // outDir of tsconfig.bench.json
+  return { file: join(ROOT, 'build', 'bench', 'bench', 'server.js'), execArgv: [] };
+}
+
+async function startServer(script: ServerScript, env: NodeJS.ProcessEnv): Promise<Server> {
   // fork with node itself (not the tsx CLI) so that child.pid is the server's own process.
-  // BENCH_SERVER_JS: a compiled bench/server.js to run instead, without tsx (to compare).
-  const compiled = process.env.BENCH_SERVER_JS;
-  const child = fork(compiled ? resolve(compiled) : join(HERE, 'server.ts'), [], {
+  const child = fork(script.file, [], {
     cwd: ROOT,
     env,
-    execArgv: compiled ? [] : ['--import', 'tsx'],
+    execArgv: script.execArgv,
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
   const profiled: ((message: ProfiledMessage) => void)[] = [];
@@ -487,6 +510,7 @@ async function main(): Promise<number> {
     platform: `${process.platform} ${process.arch}`,
     loadAverageBefore: loadavg().map((l) => round(l)),
   };
+  const script = buildServer();
   const dataDir = mkdtempSync(join(tmpdir(), 'gatehouse-bench-'));
   const database = await openDatabase();
   const pepper = randomBytes(32).toString('base64url');
@@ -528,7 +552,7 @@ async function main(): Promise<number> {
   let ready: ReadyMessage | undefined;
   try {
     log(`bench: preparing ${options.users} users and ${refreshPool} refresh tokens on ${database.url ? 'PostgreSQL' : 'PGlite'} ...`);
-    server = await startServer(env);
+    server = await startServer(script, env);
     ready = server.ready;
     memory.readyRssMb = round(procStatusKb(server.pid, 'VmRSS') / 1024, 1);
     log(`bench: server ready in ${(ready.prepareMs / 1000).toFixed(1)} s (pid ${server.pid}, port ${ready.port}, RSS ${memory.readyRssMb} MB)`);
@@ -594,7 +618,7 @@ function report(
   }
   const summary = [
     `Gatehouse bench: ${ready.driver === 'postgres' ? 'PostgreSQL' : 'PGlite'}, ${ready.users} users, BCRYPT_COST=${options.bcryptCost}, ` +
-      `${options.duration} s per scenario, ${options.connections} connections; ` +
+      `${options.duration} s per scenario, ${options.connections} connections, server on ${options.runtime}; ` +
       `${machine.cpus} x ${machine.model}, Node ${machine.node}, load average ${machine.loadAverageBefore.join(' ')}`,
     '',
     table(['scenario', 'req/s', 'p50 ms', 'p99 ms', 'errors', 'non-2xx', 'peak RSS MB', 'server CPU ms/req'], rows),
