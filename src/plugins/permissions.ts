@@ -61,10 +61,11 @@ export function ruleOf(config: AccessRule | undefined): AccessRule | null {
   return { authenticated: true, ...rule };
 }
 
-/** What is missing for the rule to hold, in words; empty when it holds. */
+const lacking = (names: string[], held: ReadonlySet<string>) => names.filter((n) => !held.has(n));
+
+/** What is missing for the rule to hold, in words; empty when it holds. Runs on every request. */
 export function missingFor(rule: AccessRule, roles: ReadonlySet<string>, permissions: ReadonlySet<string>): string[] {
   const missing: string[] = [];
-  const lacking = (names: string[], held: ReadonlySet<string>) => names.filter((n) => !held.has(n));
   if (rule.rolesRequired) {
     const absent = lacking(rule.rolesRequired, roles);
     if (absent.length) missing.push(`role${absent.length > 1 ? 's' : ''} ${absent.join(', ')}`);
