@@ -4,7 +4,8 @@ import type { Db } from '../db/client.js';
 import { fromRow, queryRows } from '../db/rows.js';
 import { refreshTokens, sessions, type Session } from '../db/schema.js';
 import { hashToken, hmac, looksLikeOpaqueToken, newOpaqueToken } from './tokens.js';
-import { recordLogin, type DbOrTx } from './users.js';
+import { ACCESS_CHANNEL } from './access-cache.js';
+import type { DbOrTx } from './users.js';
 
 export interface SessionSettings {
   /** Idle lifetime of a refresh token, renewed by each refresh (seconds). */
@@ -173,17 +174,43 @@ export async function revokeUserSessions(
   return rows.length;
 }
 
-/** A login: a new session and the trackable counters, in one transaction. */
+/**
+ * A login: a new session with its first refresh token, the trackable fields moved down one slot
+ * (as the seed system's trackable does), and a notice to every instance's authorization cache,
+ * which now misses a session and shows old login fields. One statement: one round trip and one
+ * commit on the path that already waits for bcrypt. The caller drops its own cache entry.
+ */
 export async function startLoginSession(
   db: Db,
   input: { userId: string; userAgent: string | null; ip: string | null },
   settings: SessionSettings,
 ): Promise<{ session: Session; refreshToken: string }> {
-  return db.transaction(async (tx) => {
-    const opened = await openSession(tx, input, settings);
-    await recordLogin(tx, input.userId, input.ip);
-    return opened;
-  });
+  const now = new Date();
+  const at = now.toISOString();
+  const sessionId = randomUUID();
+  const refreshToken = newOpaqueToken();
+  const [row] = await queryRows(
+    db,
+    sql`
+      with opened as (
+        insert into sessions (id, user_id, user_agent, ip, created_at, last_used_at, expires_at)
+        values (${sessionId}::uuid, ${input.userId}::uuid, ${input.userAgent}, ${input.ip}, ${at}::timestamptz,
+                ${at}::timestamptz, ${idleExpiry(now, now, settings).toISOString()}::timestamptz)
+        returning *
+      ),
+      first_token as (
+        insert into refresh_tokens (session_id, token_hash, issued_at)
+        values (${sessionId}::uuid, ${hashToken(refreshToken)}, ${at}::timestamptz)
+      ),
+      tracked as (
+        update users set previous_login_at = last_login_at, previous_login_ip = last_login_ip,
+          last_login_at = ${at}::timestamptz, last_login_ip = ${input.ip}, login_count = login_count + 1
+        where id = ${input.userId}::uuid
+      ),
+      notified as (select pg_notify(${ACCESS_CHANNEL}, ${input.userId}))
+      select opened.* from opened cross join notified`,
+  );
+  return { session: fromRow(sessions, row!), refreshToken };
 }
 
 /** Sessions that can still be refreshed, newest first. */

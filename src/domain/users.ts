@@ -105,20 +105,6 @@ export async function loadAccessFor(db: DbOrTx, userIds: string[]): Promise<{ us
   });
 }
 
-/** Trackable: the previous login moves down one slot, as the seed system's trackable does. */
-export async function recordLogin(db: DbOrTx, userId: string, ip: string | null): Promise<void> {
-  await db
-    .update(users)
-    .set({
-      previousLoginAt: sql`${users.lastLoginAt}`,
-      previousLoginIp: sql`${users.lastLoginIp}`,
-      lastLoginAt: new Date(),
-      lastLoginIp: ip,
-      loginCount: sql`${users.loginCount} + 1`,
-    })
-    .where(eq(users.id, userId));
-}
-
 export async function updatePasswordHash(db: DbOrTx, userId: string, passwordHash: string): Promise<void> {
   await db.update(users).set({ passwordHash, updatedAt: new Date() }).where(eq(users.id, userId));
 }

@@ -76,7 +76,8 @@ export const loginRoute: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }> = a
         await updatePasswordHash(db, user.id, await passwords.hash(password));
       }
       const opened = await startLoginSession(db, { userId: user.id, ...requestContext(request) }, gatehouse.sessionSettings);
-      await gatehouse.access.changed(user.id);
+      // startLoginSession told the other instances; this one's entry lacks the new session.
+      gatehouse.access.invalidateLocal(user.id);
       gatehouse.audit({ type: 'login_succeeded', ...context, userId: user.id, detail: { sessionId: opened.session.id } });
       return issueTokens(gatehouse, request, reply, { ...opened, useCookie: useCookie === true });
     },
