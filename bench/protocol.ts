@@ -7,16 +7,18 @@ export const bulkEmail = (i: number) => `user${i}@bench.gatehouse.test`;
 export const READER_EMAIL = 'reader@bench.gatehouse.test';
 export const ADMIN_EMAIL = 'admin@bench.gatehouse.test';
 
-/** Environment knobs the driver passes to the server (besides Gatehouse's own variables). */
+/** Environment knobs the driver passes to the preparing process (besides Gatehouse's own variables). */
 export interface ServerKnobs {
   BENCH_USERS: string;
   BENCH_REFRESH_TOKENS: string;
 }
 
-export interface ReadyMessage {
-  type: 'ready';
-  port: number;
-  driver: 'pglite' | 'postgres';
+/**
+ * The data the scenarios need, made by a process of its own (`server.js --prepare`) that exits
+ * before the measured server starts: the server's memory is then its own, not the bench's.
+ */
+export interface PreparedMessage {
+  type: 'prepared';
   users: number;
   /** Emails of the bulk users: the login scenarios cycle through them, all with PASSWORD. */
   loginEmails: string[];
@@ -27,6 +29,14 @@ export interface ReadyMessage {
   /** Access token of an admin (ensureAdmin). */
   adminToken: string;
   prepareMs: number;
+}
+
+/** The measured server is listening. */
+export interface ReadyMessage {
+  type: 'ready';
+  port: number;
+  driver: 'pglite' | 'postgres';
+  startMs: number;
 }
 
 /** Answers a ProfileMessage once the profiler has started, or written its profile to `file`. */
@@ -40,7 +50,7 @@ export interface FailedMessage {
   message: string;
 }
 
-export type ServerMessage = ReadyMessage | ProfiledMessage | FailedMessage;
+export type ServerMessage = PreparedMessage | ReadyMessage | ProfiledMessage | FailedMessage;
 
 export interface StopMessage {
   type: 'stop';

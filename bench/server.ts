@@ -1,8 +1,10 @@
 /**
  * The server side of `npm run bench`: a host Fastify app that mounts Gatehouse as a plugin, as
  * examples/notes/app.ts does, plus two routes that do nothing (one public, one needing `read`).
- * It prepares the data itself, since an embedded PGlite can only be opened by this process, and
- * reports ready to the driver (bench/run.ts) over IPC. Started by the driver, not by hand.
+ * Started twice by the driver (bench/run.ts), not by hand: first with `--prepare`, to make the data
+ * and exit (an embedded PGlite can only be opened by one process at a time, so the data is made
+ * through Gatehouse's own code against the same folder or database), then to serve. Both report
+ * to the driver over IPC.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
@@ -134,7 +136,18 @@ function profiler(dir: string | undefined): (message: ProfileMessage) => Promise
   };
 }
 
-async function main(): Promise<void> {
+/** `--prepare`: make the data, hand it to the driver and exit (closing the database first). */
+async function prepareAndExit(): Promise<void> {
+  const started = Date.now();
+  const app = await buildBenchApp();
+  const userCount = count('BENCH_USERS', 10_000);
+  const data = await prepare(app, userCount, count('BENCH_REFRESH_TOKENS', 1000));
+  await app.close();
+  await send({ type: 'prepared', users: userCount, ...data, prepareMs: Date.now() - started });
+  process.exit(0);
+}
+
+async function serve(): Promise<void> {
   const started = Date.now();
   const app = await buildBenchApp();
   let closing = false;
@@ -156,20 +169,13 @@ async function main(): Promise<void> {
   process.once('SIGTERM', close);
   process.once('SIGINT', close);
 
-  const userCount = count('BENCH_USERS', 10_000);
-  const data = await prepare(app, userCount, count('BENCH_REFRESH_TOKENS', 1000));
   await app.listen({ host: '127.0.0.1', port: 0 });
   const address = app.server.address();
   if (!address || typeof address === 'string') throw new Error('no TCP address');
-  await send({
-    type: 'ready',
-    port: address.port,
-    driver: app.gatehouse.database.driver,
-    users: userCount,
-    ...data,
-    prepareMs: Date.now() - started,
-  });
+  await send({ type: 'ready', port: address.port, driver: app.gatehouse.database.driver, startMs: Date.now() - started });
 }
+
+const main = process.argv.includes('--prepare') ? prepareAndExit : serve;
 
 main().catch(async (err: unknown) => {
   const message = err instanceof Error ? (err.stack ?? err.message) : String(err);
