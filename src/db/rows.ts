@@ -1,4 +1,4 @@
-import { getTableColumns, type InferSelectModel, type SQL } from 'drizzle-orm';
+import { getTableColumns, sql, type InferSelectModel, type SQL } from 'drizzle-orm';
 import type { PgTable } from 'drizzle-orm/pg-core';
 import type { Db } from './client.js';
 
@@ -14,20 +14,30 @@ export async function queryRows<T = Record<string, unknown>>(db: Pick<Db, 'execu
 
 const columnsByTable = new WeakMap<PgTable, [key: string, column: ReturnType<typeof getTableColumns>[string]][]>();
 
-/**
- * A table's row as the query builder would return it (camelCase keys, Dates), read from the raw
- * snake_case columns of a hand-written `select t.*`: the schema stays the one place that maps them.
- */
-export function fromRow<T extends PgTable>(table: T, row: Record<string, unknown>): InferSelectModel<T> {
+function columnsOf(table: PgTable) {
   let columns = columnsByTable.get(table);
   if (!columns) {
     columns = Object.entries(getTableColumns(table));
     columnsByTable.set(table, columns);
   }
+  return columns;
+}
+
+/**
+ * A table's row as the query builder would return it (camelCase keys, Dates), read from the raw
+ * snake_case columns of a hand-written `select t.*` (or of `prefixedColumns(t, ..., prefix)`): the
+ * schema stays the one place that maps them.
+ */
+export function fromRow<T extends PgTable>(table: T, row: Record<string, unknown>, prefix = ''): InferSelectModel<T> {
   const model: Record<string, unknown> = {};
-  for (const [key, column] of columns) {
-    const value = row[column.name];
+  for (const [key, column] of columnsOf(table)) {
+    const value = row[prefix + column.name];
     model[key] = value === null || value === undefined ? null : column.mapFromDriverValue(value);
   }
   return model as InferSelectModel<T>;
+}
+
+/** `alias.col as prefixcol, ...` for every column of the table: two tables' rows in one select. */
+export function prefixedColumns(table: PgTable, alias: string, prefix: string): SQL {
+  return sql.raw(columnsOf(table).map(([, column]) => `${alias}."${column.name}" as "${prefix}${column.name}"`).join(', '));
 }

@@ -1,7 +1,7 @@
 import { sql } from 'drizzle-orm';
 import type { Database } from '../db/client.js';
 import type { User } from '../db/schema.js';
-import { loadAuthorizationState } from './users.js';
+import { loadAuthorizationState, type AuthorizationState } from './users.js';
 
 export const ACCESS_CHANNEL = 'gatehouse_access';
 /** Payload meaning "drop everything": role permission changes touch an unknown set of users. */
@@ -14,6 +14,12 @@ export interface UserAccess {
   permissions: ReadonlySet<string>;
   liveSessions: ReadonlySet<string>;
   /** When this entry was read from the database (ms since epoch). */
+  loadedAt: number;
+}
+
+/** When and at which invalidation count a state was read: see AccessCache.ticket(). */
+export interface CacheTicket {
+  generation: number;
   loadedAt: number;
 }
 
@@ -78,24 +84,36 @@ export class AccessCache {
     return this.entries.size;
   }
 
-  private async load(userId: string): Promise<UserAccess | undefined> {
-    const generation = this.generation;
-    const loadedAt = Date.now();
-    const found = await loadAuthorizationState(this.database.db, userId);
-    if (!found) return undefined;
+  /** Taken before a state is read from the database, so that prime() can tell if it raced a change. */
+  ticket(): CacheTicket {
+    return { generation: this.generation, loadedAt: Date.now() };
+  }
+
+  /**
+   * Keeps a state read from the database, unless an invalidation came in since the ticket was taken
+   * (then it is returned for this request but not cached). A refresh reads the state with its
+   * rotation and primes the cache with it, saving the load that would follow.
+   */
+  prime(userId: string, state: AuthorizationState, ticket: CacheTicket): UserAccess {
     const entry: UserAccess = {
-      user: found.user,
-      roles: new Set(found.roles),
-      permissions: new Set(found.permissions),
-      liveSessions: new Set(found.liveSessionIds),
-      loadedAt,
+      user: state.user,
+      roles: new Set(state.roles),
+      permissions: new Set(state.permissions),
+      liveSessions: new Set(state.liveSessionIds),
+      loadedAt: ticket.loadedAt,
     };
-    if (generation === this.generation) {
+    if (ticket.generation === this.generation) {
       const max = this.options.maxEntries ?? 50_000;
       // Maps iterate in insertion order: dropping the first key drops the oldest entry.
-      if (this.entries.size >= max) this.entries.delete(this.entries.keys().next().value!);
+      if (this.entries.size >= max && !this.entries.has(userId)) this.entries.delete(this.entries.keys().next().value!);
       this.entries.set(userId, entry);
     }
     return entry;
+  }
+
+  private async load(userId: string): Promise<UserAccess | undefined> {
+    const ticket = this.ticket();
+    const found = await loadAuthorizationState(this.database.db, userId);
+    return found && this.prime(userId, found, ticket);
   }
 }

@@ -1,11 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import { and, desc, eq, gt, isNull, ne, sql } from 'drizzle-orm';
 import type { Db } from '../db/client.js';
-import { fromRow, queryRows } from '../db/rows.js';
+import { fromRow, prefixedColumns, queryRows } from '../db/rows.js';
 import { refreshTokens, sessions, type Session } from '../db/schema.js';
 import { hashToken, hmac, looksLikeOpaqueToken, newOpaqueToken } from './tokens.js';
 import { ACCESS_CHANNEL } from './access-cache.js';
-import type { DbOrTx } from './users.js';
+import { authorizationColumns, authorizationStateFrom, type AuthorizationState, type DbOrTx } from './users.js';
 
 export interface SessionSettings {
   /** Idle lifetime of a refresh token, renewed by each refresh (seconds). */
@@ -45,7 +45,7 @@ export async function openSession(
 }
 
 export type RotationResult =
-  | { ok: true; session: Session; refreshToken: string }
+  | { ok: true; session: Session; refreshToken: string; authorization: AuthorizationState }
   | { ok: false; code: 'invalid_refresh_token' | 'refresh_token_expired' | 'session_revoked' }
   | { ok: false; code: 'refresh_token_reused'; session: Session };
 
@@ -99,14 +99,18 @@ export async function rotateRefreshToken(db: Db, presented: string, settings: Se
         returning s.last_used_at, s.expires_at
       )
       select f.rotated_at as token_rotated_at, r.last_used_at as renewed_last_used_at,
-             r.expires_at as renewed_expires_at, s.*
-      from found f join sessions s on s.id = f.session_id left join renewed r on true`,
+             r.expires_at as renewed_expires_at, ${prefixedColumns(sessions, 's', 'session_')},
+             ${authorizationColumns}
+      from found f join sessions s on s.id = f.session_id join users u on u.id = s.user_id
+        left join renewed r on true`,
   );
   if (!row) return { ok: false, code: 'invalid_refresh_token' };
-  const session = fromRow(sessions, row);
+  const session = fromRow(sessions, row, 'session_');
+  // Read in the same statement: what the answer needs (the user) without a second round trip.
+  const authorization = authorizationStateFrom(row);
   if (row.renewed_expires_at !== null) {
     const renewed = { ...session, lastUsedAt: new Date(row.renewed_last_used_at!), expiresAt: new Date(row.renewed_expires_at) };
-    return { ok: true, session: renewed, refreshToken: successor };
+    return { ok: true, session: renewed, refreshToken: successor, authorization };
   }
   if (session.revokedAt) return { ok: false, code: 'session_revoked' };
   if (session.expiresAt <= now) return { ok: false, code: 'refresh_token_expired' };
@@ -118,7 +122,7 @@ export async function rotateRefreshToken(db: Db, presented: string, settings: Se
     : ((await db.select({ rotatedAt: refreshTokens.rotatedAt }).from(refreshTokens).where(eq(refreshTokens.tokenHash, hashToken(presented))))[0]
         ?.rotatedAt ?? now);
   if (now.getTime() - rotatedAt.getTime() <= settings.refreshReuseGrace * 1000) {
-    return { ok: true, session, refreshToken: successor };
+    return { ok: true, session, refreshToken: successor, authorization };
   }
   await db
     .update(sessions)

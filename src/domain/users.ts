@@ -52,30 +52,36 @@ export async function loadUserWithAccess(db: DbOrTx, userId: string): Promise<Us
   return { user, roles: access?.roles ?? [], permissions: access?.permissions ?? [] };
 }
 
+/** What the authorization cache holds about a user (see access-cache.ts). */
+export interface AuthorizationState extends UserWithAccess {
+  liveSessionIds: string[];
+}
+
 /**
- * Everything the authorization cache holds about a user, in one query (one round trip on a cache
- * miss, which is every first request of a user after a start or a change): the user, their role
- * names, the union of those roles' permissions (both sorted) and the ids of their unrevoked sessions.
+ * The columns of an AuthorizationState, for a select with the user's row in scope as `u`: the user,
+ * their role names, the union of those roles' permissions (both sorted as JS sorts) and the ids of
+ * their unrevoked sessions. A fragment, so that a statement that finds the user anyway (a refresh)
+ * can bring the state along instead of a second round trip.
  */
-export async function loadAuthorizationState(
-  db: DbOrTx,
-  userId: string,
-): Promise<(UserWithAccess & { liveSessionIds: string[] }) | undefined> {
-  const [row] = await queryRows<{ roles: string[]; permissions: string[]; live_session_ids: string[] }>(
-    db,
-    sql`
-      select u.*,
-        array(select r.name from user_roles ur join roles r on r.id = ur.role_id
-              where ur.user_id = u.id order by r.name collate "C") as roles,
-        array(select distinct p.name collate "C" from user_roles ur
-                join role_permissions rp on rp.role_id = ur.role_id
-                join permissions p on p.id = rp.permission_id
-              where ur.user_id = u.id order by 1) as permissions,
-        array(select s.id::text from sessions s where s.user_id = u.id and s.revoked_at is null) as live_session_ids
-      from users u where u.id = ${userId}::uuid`,
-  );
-  if (!row) return undefined;
-  return { user: fromRow(users, row), roles: row.roles, permissions: row.permissions, liveSessionIds: row.live_session_ids };
+export const authorizationColumns = sql`
+  u.*,
+  array(select r.name from user_roles ur join roles r on r.id = ur.role_id
+        where ur.user_id = u.id order by r.name collate "C") as roles,
+  array(select distinct p.name collate "C" from user_roles ur
+          join role_permissions rp on rp.role_id = ur.role_id
+          join permissions p on p.id = rp.permission_id
+        where ur.user_id = u.id order by 1) as permissions,
+  array(select s.id::text from sessions s where s.user_id = u.id and s.revoked_at is null) as live_session_ids`;
+
+export function authorizationStateFrom(row: Record<string, unknown>): AuthorizationState {
+  const { roles, permissions, live_session_ids } = row as { roles: string[]; permissions: string[]; live_session_ids: string[] };
+  return { user: fromRow(users, row), roles, permissions, liveSessionIds: live_session_ids };
+}
+
+/** A user's AuthorizationState in one query: one round trip on a cache miss. */
+export async function loadAuthorizationState(db: DbOrTx, userId: string): Promise<AuthorizationState | undefined> {
+  const [row] = await queryRows(db, sql`select ${authorizationColumns} from users u where u.id = ${userId}::uuid`);
+  return row && authorizationStateFrom(row);
 }
 
 /** Role and permission names for many users in two queries, sorted for stable output. */

@@ -277,3 +277,28 @@ eachDatabase('with a warm cache, /auth/me and access checks cost no database que
   t.equal((await app.inject({ url: '/auth/me', headers: holder.headers })).statusCode, 200);
   t.ok(counter.calls().length > afterChange, 'a cold entry is read from the database');
 });
+
+eachDatabase('a refresh is one statement, cold cache or not, and leaves the cache warm for the new token', async (t, kind) => {
+  const raw = await openTestDatabase(kind);
+  t.teardown(() => raw.drop());
+  const counter = countingDatabase(raw);
+  const app = await buildHostApp(t, kind, counter.database);
+  const registered = await registerUser(app);
+  await app.gatehouse.background.idle(); // the confirmation mail and the audit event
+  await notificationsSettled(raw);
+  const userId = claimsOf(registered.accessToken).sub;
+
+  // As a client refreshing after 15 minutes finds it: its entry long expired.
+  app.gatehouse.access.invalidateLocal(userId);
+  counter.reset();
+  const refreshed = await post(app, '/auth/refresh', { refreshToken: registered.refreshToken });
+  t.equal(refreshed.statusCode, 200);
+  t.same(counter.calls(), ['execute'], 'one statement rotates the token and reads the user');
+  const { accessToken, user } = refreshed.json<{ accessToken: string; user: { id: string; roles: string[] } }>();
+  t.equal(user.id, userId);
+  t.same(user.roles, ['user']);
+
+  const me = await app.inject({ url: '/auth/me', headers: bearer(accessToken) });
+  t.equal(me.statusCode, 200);
+  t.same(counter.calls(), ['execute'], 'the new token is served from the cache the refresh filled');
+});

@@ -43,6 +43,7 @@ export const refreshRoute: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }> =
     async (request, reply) => {
       const presented = await presentedRefreshToken(gatehouse, request, request.body.refreshToken);
       if (!presented) throw problem('invalid_refresh_token', 'Send the refresh token in the body or the cookie.');
+      const ticket = gatehouse.access.ticket();
       const result = await rotateRefreshToken(gatehouse.db, presented.token, gatehouse.sessionSettings);
       if (!result.ok) {
         if (result.code === 'refresh_token_reused') {
@@ -52,6 +53,9 @@ export const refreshRoute: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }> =
         if (presented.fromCookie) clearRefreshCookie(gatehouse, request, reply);
         throw problem(result.code, DETAILS[result.code]);
       }
+      // Clients refresh every few minutes, long after their cache entry expired: the rotation
+      // brought the user's state along, so issueTokens finds it in the cache.
+      gatehouse.access.prime(result.session.userId, result.authorization, ticket);
       return issueTokens(gatehouse, request, reply, {
         session: result.session,
         refreshToken: result.refreshToken,
