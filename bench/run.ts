@@ -11,7 +11,8 @@
  * BENCH_CONNECTIONS (10), BENCH_REFRESH_TOKENS (pool size), BENCH_RESULTS_DIR, BENCH_CPU_PROF
  * (a folder: the server writes one V8 CPU profile per scenario there; read them with
  * bench/profile.ts), BENCH_LOG (a pino level for the server's log on stderr; default: none),
- * BENCH_TSX=1 (run bench/server.ts through tsx instead: no build step, but tsx adds to the RSS).
+ * BENCH_TSX=1 (run bench/server.ts through tsx instead: no build step, but tsx adds to the RSS),
+ * BENCH_NODE_ARGS (node flags for the compiled server, e.g. --trace-gc).
  */
 import { fork, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
@@ -127,7 +128,7 @@ function buildServer(): ServerScript {
     throw new Error(`tsc -p tsconfig.bench.json failed (BENCH_TSX=1 runs without compiling):\n${built.stdout}${built.stderr}${built.error ?? ''}`);
   }
   // outDir of tsconfig.bench.json
-  return { file: join(ROOT, 'build', 'bench', 'bench', 'server.js'), execArgv: [] };
+  return { file: join(ROOT, 'build', 'bench', 'bench', 'server.js'), execArgv: (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean) };
 }
 
 /** Runs `server.js --prepare` to the end: the data, made in a process that is gone before the server starts. */

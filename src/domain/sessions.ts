@@ -101,7 +101,7 @@ export async function rotateRefreshToken(db: Db, presented: string, settings: Se
       select f.rotated_at as token_rotated_at, r.last_used_at as renewed_last_used_at,
              r.expires_at as renewed_expires_at, ${prefixedColumns(sessions, 's', 'session_')},
              ${authorizationColumns}
-      from found f join sessions s on s.id = f.session_id join users u on u.id = s.user_id
+      from found f join sessions s on s.id = f.session_id join users on users.id = s.user_id
         left join renewed r on true`,
   );
   if (!row) return { ok: false, code: 'invalid_refresh_token' };

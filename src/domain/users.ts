@@ -58,29 +58,39 @@ export interface AuthorizationState extends UserWithAccess {
 }
 
 /**
- * The columns of an AuthorizationState, for a select with the user's row in scope as `u`: the user,
- * their role names, the union of those roles' permissions (both sorted as JS sorts) and the ids of
- * their unrevoked sessions. A fragment, so that a statement that finds the user anyway (a refresh)
- * can bring the state along instead of a second round trip.
+ * The role names of the user in scope as `users`, and the union of those roles' permissions, both
+ * sorted as JS sorts: for selects of users that need their access too.
  */
-export const authorizationColumns = sql`
-  u.*,
+export const accessColumns = sql`
   array(select r.name from user_roles ur join roles r on r.id = ur.role_id
-        where ur.user_id = u.id order by r.name collate "C") as roles,
+        where ur.user_id = users.id order by r.name collate "C") as roles,
   array(select distinct p.name collate "C" from user_roles ur
           join role_permissions rp on rp.role_id = ur.role_id
           join permissions p on p.id = rp.permission_id
-        where ur.user_id = u.id order by 1) as permissions,
-  array(select s.id::text from sessions s where s.user_id = u.id and s.revoked_at is null) as live_session_ids`;
+        where ur.user_id = users.id order by 1) as permissions`;
+
+/**
+ * The columns of an AuthorizationState, for a select with the user's row in scope as `users`: the
+ * user, their access and the ids of their unrevoked sessions. A fragment, so that a statement that
+ * finds the user anyway (a refresh) can bring the state along instead of a second round trip.
+ */
+export const authorizationColumns = sql`
+  users.*, ${accessColumns},
+  array(select s.id::text from sessions s where s.user_id = users.id and s.revoked_at is null) as live_session_ids`;
+
+/** A row selected with `accessColumns`, as the user with their access. */
+export function userWithAccessFrom(row: Record<string, unknown>): UserWithAccess {
+  const { roles, permissions } = row as { roles: string[]; permissions: string[] };
+  return { user: fromRow(users, row), roles, permissions };
+}
 
 export function authorizationStateFrom(row: Record<string, unknown>): AuthorizationState {
-  const { roles, permissions, live_session_ids } = row as { roles: string[]; permissions: string[]; live_session_ids: string[] };
-  return { user: fromRow(users, row), roles, permissions, liveSessionIds: live_session_ids };
+  return { ...userWithAccessFrom(row), liveSessionIds: (row as { live_session_ids: string[] }).live_session_ids };
 }
 
 /** A user's AuthorizationState in one query: one round trip on a cache miss. */
 export async function loadAuthorizationState(db: DbOrTx, userId: string): Promise<AuthorizationState | undefined> {
-  const [row] = await queryRows(db, sql`select ${authorizationColumns} from users u where u.id = ${userId}::uuid`);
+  const [row] = await queryRows(db, sql`select ${authorizationColumns} from users where users.id = ${userId}::uuid`);
   return row && authorizationStateFrom(row);
 }
 

@@ -9,23 +9,27 @@ export const Password = Type.String({
   description: 'A new password: 8 to 256 characters (Unicode code points after NFKC), not a commonly used password, not containing the email',
 });
 export const Name = Type.String({ minLength: 1, maxLength: 200 });
-const DateTime = Type.String({ format: 'date-time' });
-const Nullable = <T extends ReturnType<typeof Type.String>>(schema: T) => Type.Union([schema, Type.Null()]);
+/**
+ * A string or null, as `type: ["string", "null"]` (OpenAPI 3.1) rather than an anyOf: the same
+ * schema, but fast-json-stringify writes it directly instead of running a validator on every value
+ * to pick the branch, which was a third of the admin user list's serialization.
+ */
+const NullableString = (options: { format?: string } = {}) => Type.Unsafe<string | null>({ type: ['string', 'null'], ...options });
 
 /** What a user sees of themselves at /auth/me; the admin API shows the same plus `active`. */
 export const UserSchema = Type.Object(
   {
     id: Type.String({ format: 'uuid' }),
     email: Type.String(),
-    name: Nullable(Type.String()),
+    name: NullableString(),
     roles: Type.Array(Type.String()),
     permissions: Type.Array(Type.String()),
-    emailConfirmedAt: Nullable(DateTime),
-    createdAt: DateTime,
-    lastLoginAt: Nullable(DateTime),
-    lastLoginIp: Nullable(Type.String()),
-    previousLoginAt: Nullable(DateTime),
-    previousLoginIp: Nullable(Type.String()),
+    emailConfirmedAt: NullableString({ format: 'date-time' }),
+    createdAt: Type.String({ format: 'date-time' }),
+    lastLoginAt: NullableString({ format: 'date-time' }),
+    lastLoginIp: NullableString(),
+    previousLoginAt: NullableString({ format: 'date-time' }),
+    previousLoginIp: NullableString(),
     loginCount: Type.Integer(),
   },
   { $id: 'User', title: 'User' },
