@@ -115,12 +115,20 @@ interface ServerScript {
   execArgv: string[];
 }
 
+/** node's own flags in `npm start` (package.json), so the bench runs the server with the same ones. */
+function startFlags(): string[] {
+  const { scripts } = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: { start: string } };
+  return scripts.start.split(/\s+/).filter((word) => word.startsWith('--'));
+}
+
 /**
- * The server as it runs in production: compiled by tsc, run by node. The output stays inside the
- * repository so that node_modules resolves from it; src/db/client.ts finds migrations/ from there.
+ * The server as it runs in production: compiled by tsc, run by node with `npm start`'s flags. The
+ * output stays inside the repository so that node_modules resolves from it; src/db/client.ts finds
+ * migrations/ from there.
  */
 function buildServer(): ServerScript {
-  if (options.runtime === 'tsx') return { file: join(HERE, 'server.ts'), execArgv: ['--import', 'tsx'] };
+  const flags = [...startFlags(), ...(process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean)];
+  if (options.runtime === 'tsx') return { file: join(HERE, 'server.ts'), execArgv: [...flags, '--import', 'tsx'] };
   log('bench: compiling the server (tsc -p tsconfig.bench.json) ...');
   const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
   const built = spawnSync(process.execPath, [tsc, '-p', 'tsconfig.bench.json'], { cwd: ROOT, encoding: 'utf8' });
@@ -128,7 +136,7 @@ function buildServer(): ServerScript {
     throw new Error(`tsc -p tsconfig.bench.json failed (BENCH_TSX=1 runs without compiling):\n${built.stdout}${built.stderr}${built.error ?? ''}`);
   }
   // outDir of tsconfig.bench.json
-  return { file: join(ROOT, 'build', 'bench', 'bench', 'server.js'), execArgv: (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean) };
+  return { file: join(ROOT, 'build', 'bench', 'bench', 'server.js'), execArgv: flags };
 }
 
 /** Runs `server.js --prepare` to the end: the data, made in a process that is gone before the server starts. */
@@ -642,7 +650,7 @@ function report(
   }
   const summary = [
     `Gatehouse bench: ${ready.driver === 'postgres' ? 'PostgreSQL' : 'PGlite'}, ${ready.users} users, BCRYPT_COST=${options.bcryptCost}, ` +
-      `${options.duration} s per scenario, ${options.connections} connections, server on ${options.runtime}; ` +
+      `${options.duration} s per scenario, ${options.connections} connections, server on ${options.runtime} ${startFlags().join(' ')}; ` +
       `${machine.cpus} x ${machine.model}, Node ${machine.node}, load average ${machine.loadAverageBefore.join(' ')}`,
     '',
     table(['scenario', 'req/s', 'p50 ms', 'p99 ms', 'errors', 'non-2xx', 'peak RSS MB', 'server CPU ms/req'], rows),

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { sql } from 'drizzle-orm';
 import type { Database } from '../db/client.js';
 import type { User } from '../db/schema.js';
@@ -6,6 +7,8 @@ import { loadAuthorizationState, type AuthorizationState } from './users.js';
 export const ACCESS_CHANNEL = 'gatehouse_access';
 /** Payload meaning "drop everything": role permission changes touch an unknown set of users. */
 export const EVERYONE = '*';
+/** Notices are `<user id or *>` or `<user id or *> <origin>`: plain ones come from outside Gatehouse (psql). */
+const ORIGIN_SEPARATOR = ' ';
 
 /** What the hot path needs to authorize a request, held in memory per user. */
 export interface UserAccess {
@@ -27,7 +30,9 @@ export interface CacheTicket {
  * In-process cache of each user's authorization state, so an authenticated request costs no
  * database query. Writers call `changed()`: it drops the local entry at once and NOTIFYs the other
  * instances, which drop theirs when the notification arrives. The TTL is only a safety net for a
- * lost notification; a lost LISTEN connection drops the whole cache.
+ * lost notification; a lost LISTEN connection drops the whole cache. Each notice names the instance
+ * it came from, which ignores its own: it has already acted, and the echo, arriving a moment later,
+ * would only drop the entry a login or refresh had just filled.
  */
 export class AccessCache {
   private readonly entries = new Map<string, UserAccess>();
@@ -35,6 +40,7 @@ export class AccessCache {
   /** Bumped on every invalidation, so a load that raced one is not cached. */
   private generation = 0;
   private stopListening?: () => Promise<void>;
+  private readonly origin = randomUUID();
 
   constructor(
     private readonly database: Database,
@@ -44,7 +50,10 @@ export class AccessCache {
   async start(): Promise<void> {
     this.stopListening = await this.database.listen(
       ACCESS_CHANNEL,
-      (payload) => this.invalidateLocal(payload),
+      (payload) => {
+        const [userId = '', origin] = payload.split(ORIGIN_SEPARATOR);
+        if (origin !== this.origin) this.invalidateLocal(userId);
+      },
       () => this.invalidateLocal(EVERYONE),
     );
   }
@@ -71,7 +80,12 @@ export class AccessCache {
   /** Call after committing any change to a user's access (or EVERYONE's). */
   async changed(userId: string): Promise<void> {
     this.invalidateLocal(userId);
-    await this.database.db.execute(sql`select pg_notify(${ACCESS_CHANNEL}, ${userId})`);
+    await this.database.db.execute(sql`select pg_notify(${ACCESS_CHANNEL}, ${this.notice(userId)})`);
+  }
+
+  /** The NOTIFY payload telling the other instances that `userId` changed, for a statement that sends it itself. */
+  notice(userId: string): string {
+    return `${userId}${ORIGIN_SEPARATOR}${this.origin}`;
   }
 
   invalidateLocal(userId: string): void {
@@ -90,9 +104,10 @@ export class AccessCache {
   }
 
   /**
-   * Keeps a state read from the database, unless an invalidation came in since the ticket was taken
-   * (then it is returned for this request but not cached). A refresh reads the state with its
-   * rotation and primes the cache with it, saving the load that would follow.
+   * Keeps a state read from the database, replacing the user's entry. If an invalidation came in
+   * since the ticket was taken, the state is returned for this request only and the user's entry is
+   * dropped (it may be as old). Logins and refreshes read the state in their own statement and prime
+   * the cache with it, saving the load that would follow.
    */
   prime(userId: string, state: AuthorizationState, ticket: CacheTicket): UserAccess {
     const entry: UserAccess = {
@@ -107,6 +122,8 @@ export class AccessCache {
       // Maps iterate in insertion order: dropping the first key drops the oldest entry.
       if (this.entries.size >= max && !this.entries.has(userId)) this.entries.delete(this.entries.keys().next().value!);
       this.entries.set(userId, entry);
+    } else {
+      this.entries.delete(userId);
     }
     return entry;
   }

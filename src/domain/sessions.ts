@@ -180,15 +180,17 @@ export async function revokeUserSessions(
 
 /**
  * A login: a new session with its first refresh token, the trackable fields moved down one slot
- * (as the seed system's trackable does), and a notice to every instance's authorization cache,
+ * (as the seed system's trackable does), the email's failed-login count cleared when given, and a
+ * notice to every other instance's authorization cache (`accessNotice`, from AccessCache.notice),
  * which now misses a session and shows old login fields. One statement: one round trip and one
- * commit on the path that already waits for bcrypt. The caller drops its own cache entry.
+ * commit on the path that already waits for bcrypt. It also reads the user's authorization state,
+ * for the caller to prime its own cache with.
  */
 export async function startLoginSession(
   db: Db,
-  input: { userId: string; userAgent: string | null; ip: string | null },
+  input: { userId: string; userAgent: string | null; ip: string | null; accessNotice: string; clearFailuresOf?: string },
   settings: SessionSettings,
-): Promise<{ session: Session; refreshToken: string }> {
+): Promise<{ session: Session; refreshToken: string; authorization: AuthorizationState }> {
   const now = new Date();
   const at = now.toISOString();
   const sessionId = randomUUID();
@@ -210,11 +212,18 @@ export async function startLoginSession(
         update users set previous_login_at = last_login_at, previous_login_ip = last_login_ip,
           last_login_at = ${at}::timestamptz, last_login_ip = ${input.ip}, login_count = login_count + 1
         where id = ${input.userId}::uuid
+        returning *
       ),
-      notified as (select pg_notify(${ACCESS_CHANNEL}, ${input.userId}))
-      select opened.* from opened cross join notified`,
+      cleared as (delete from login_attempts where email = ${input.clearFailuresOf ?? null}),
+      notified as (select pg_notify(${ACCESS_CHANNEL}, ${input.accessNotice}))
+      select ${prefixedColumns(sessions, 'o', 'session_')}, ${authorizationColumns}
+      from opened o cross join tracked users cross join notified`,
   );
-  return { session: fromRow(sessions, row!), refreshToken };
+  if (!row) throw new Error(`startLoginSession: no user ${input.userId}`);
+  const authorization = authorizationStateFrom(row);
+  // The statement's reads see the database as it was before it: the new session is not among them.
+  authorization.liveSessionIds.push(sessionId);
+  return { session: fromRow(sessions, row, 'session_'), refreshToken, authorization };
 }
 
 /** Sessions that can still be refreshed, newest first. */

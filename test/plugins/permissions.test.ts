@@ -302,3 +302,22 @@ eachDatabase('a refresh is one statement, cold cache or not, and leaves the cach
   t.equal(me.statusCode, 200);
   t.same(counter.calls(), ['execute'], 'the new token is served from the cache the refresh filled');
 });
+
+eachDatabase('a login leaves the cache holding its new session and login fields: its token needs no query', async (t, kind) => {
+  const raw = await openTestDatabase(kind);
+  t.teardown(() => raw.drop());
+  const counter = countingDatabase(raw);
+  const app = await buildHostApp(t, kind, counter.database);
+  const registered = await registerUser(app);
+  const first = await app.inject({ url: '/auth/me', headers: bearer(registered.accessToken) });
+  t.equal(first.json<{ loginCount: number }>().loginCount, 1, 'cached with one login');
+
+  const loggedIn = await post(app, '/auth/login', { email: registered.email, password: registered.password });
+  t.equal(loggedIn.statusCode, 200);
+  await app.gatehouse.background.idle();
+  counter.reset();
+  const me = await app.inject({ url: '/auth/me', headers: bearer(loggedIn.json<{ accessToken: string }>().accessToken) });
+  t.equal(me.statusCode, 200);
+  t.equal(me.json<{ loginCount: number }>().loginCount, 2, 'the login fields are the new ones');
+  t.same(counter.calls(), [], 'the new session was already in the cache');
+});

@@ -61,13 +61,15 @@ export const loginRoute: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }> = a
         if (lockedNow) gatehouse.audit({ type: 'locked_out', ...context, userId: user?.id, detail: { email } });
         throw problem('invalid_credentials', INVALID);
       }
-      await clearLoginFailures(db, email);
       // Only someone who knows the password learns that the account is disabled or unconfirmed.
+      // A right password clears the failure count either way (below, in the login's own statement).
       if (!user.active) {
+        await clearLoginFailures(db, email);
         gatehouse.audit({ type: 'login_failed', ...context, userId: user.id, detail: { email, reason: 'disabled' } });
         throw problem('account_disabled', 'This account has been disabled.');
       }
       if (config.requireEmailConfirmation && !user.emailConfirmedAt) {
+        await clearLoginFailures(db, email);
         gatehouse.audit({ type: 'login_failed', ...context, userId: user.id, detail: { email, reason: 'email_not_confirmed' } });
         throw problem('email_not_confirmed', 'Confirm your email address first: follow the link we mailed, or ask for a new one.');
       }
@@ -75,9 +77,10 @@ export const loginRoute: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }> = a
       if (passwords.needsRehash(user.passwordHash)) {
         await updatePasswordHash(db, user.id, await passwords.hash(password));
       }
-      const opened = await startLoginSession(db, { userId: user.id, ...requestContext(request) }, gatehouse.sessionSettings);
-      // startLoginSession told the other instances; this one's entry lacks the new session.
-      gatehouse.access.invalidateLocal(user.id);
+      const ticket = gatehouse.access.ticket();
+      const opened = await startLoginSession(db, { userId: user.id, ...requestContext(request), accessNotice: gatehouse.access.notice(user.id), clearFailuresOf: email }, gatehouse.sessionSettings);
+      // startLoginSession told the other instances; this one takes the state it read.
+      gatehouse.access.prime(user.id, opened.authorization, ticket);
       gatehouse.audit({ type: 'login_succeeded', ...context, userId: user.id, detail: { sessionId: opened.session.id } });
       return issueTokens(gatehouse, request, reply, { ...opened, useCookie: useCookie === true });
     },

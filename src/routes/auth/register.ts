@@ -51,7 +51,13 @@ export const registerRoute: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }> 
       if (gatehouse.config.requireEmailConfirmation) {
         return { user: toUserView((await gatehouse.access.get(user.id))!) };
       }
-      const opened = await startLoginSession(gatehouse.db, { userId: user.id, ...requestContext(request) }, gatehouse.sessionSettings);
+      const ticket = gatehouse.access.ticket();
+      const opened = await startLoginSession(
+        gatehouse.db,
+        { userId: user.id, ...requestContext(request), accessNotice: gatehouse.access.notice(user.id) },
+        gatehouse.sessionSettings,
+      );
+      gatehouse.access.prime(user.id, opened.authorization, ticket);
       return issueTokens(gatehouse, request, reply, { ...opened, useCookie: useCookie === true });
     },
   );
