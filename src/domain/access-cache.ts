@@ -64,11 +64,16 @@ export class AccessCache {
     this.entries.clear();
   }
 
+  /** The user's entry if it is in memory and fresh; undefined means only the database can tell. */
+  peek(userId: string, notOlderThanMs = 0): UserAccess | undefined {
+    const cached = this.entries.get(userId);
+    return cached && Date.now() - cached.loadedAt < this.options.ttlMs && cached.loadedAt >= notOlderThanMs ? cached : undefined;
+  }
+
   /** The user's current access, from memory when fresh. Undefined when the user no longer exists. */
   async get(userId: string, notOlderThanMs = 0): Promise<UserAccess | undefined> {
-    const cached = this.entries.get(userId);
-    const now = Date.now();
-    if (cached && now - cached.loadedAt < this.options.ttlMs && cached.loadedAt >= notOlderThanMs) return cached;
+    const cached = this.peek(userId, notOlderThanMs);
+    if (cached) return cached;
     let pending = this.loading.get(userId);
     if (!pending) {
       pending = this.load(userId).finally(() => this.loading.delete(userId));
