@@ -1,9 +1,18 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
+import type { UserAccess } from '../../domain/access-cache.js';
 import { updateProfile } from '../../domain/users.js';
 import { BODY_PROBLEMS, problemResponses } from '../../schemas/problem.js';
-import { Name, UserSchema, toUserView } from '../../schemas/user.js';
+import { Name, UserSchema, toUserView, type UserView } from '../../schemas/user.js';
 import type { Gatehouse } from '../../services.js';
+
+// A cache entry is replaced, never changed, when its user changes: so is the view made from it.
+const views = new WeakMap<UserAccess, UserView>();
+function viewOf(access: UserAccess): UserView {
+  let view = views.get(access);
+  if (!view) views.set(access, (view = toUserView(access)));
+  return view;
+}
 
 export const meRoute: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }> = async (app, { gatehouse }) => {
   app.get(
@@ -17,7 +26,7 @@ export const meRoute: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }> = asyn
       },
     },
     // Served from the authorization cache the access check just used: no database query.
-    async (request) => toUserView(request.principal!.access),
+    async (request) => viewOf(request.principal!.access),
   );
 
   app.patch(
