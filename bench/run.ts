@@ -295,7 +295,9 @@ const round = (n: number, digits = 2) => Math.round(n * 10 ** digits) / 10 ** di
  * millisecond (its own histogram rounds to whole ms), and the rate is counted from the start to the
  * last response, so a run that ends early (an exhausted token pool) is not diluted by idle time.
  */
-async function load(name: string, opts: autocannon.Options, pid: number): Promise<Omit<Measured, 'peakRssMb' | 'serverCpuMsPerRequest'>> {
+type Loaded = Omit<Measured, 'peakRssMb' | 'serverCpuMsPerRequest'> & { latencies: Float64Array };
+
+async function load(name: string, opts: autocannon.Options, pid: number): Promise<Loaded> {
   const latencies: number[] = [];
   let lastResponse = 0;
   const started = performance.now();
@@ -325,6 +327,7 @@ async function load(name: string, opts: autocannon.Options, pid: number): Promis
     non2xx: result.non2xx,
     statusCodes,
     seconds: round(elapsed),
+    latencies: sorted,
   };
 }
 
@@ -404,7 +407,57 @@ async function measure(name: string, opts: autocannon.Options, server: Server): 
   await settle(server.pid);
   log(`bench: ${TITLES[name] ?? name} ...`);
   const { value, peakRssMb, cpuMs } = await watch(server, name, () => load(name, opts, server.pid));
-  return { ...value, peakRssMb, serverCpuMsPerRequest: perRequest(cpuMs, value.requests) };
+  const { latencies: _, ...measured } = value;
+  return { ...measured, peakRssMb, serverCpuMsPerRequest: perRequest(cpuMs, value.requests) };
+}
+
+/**
+ * Scenarios whose ratio is a target, measured in alternating slices (A B C A B C ...) rather than
+ * one after the other: a noisy neighbour slowing the machine for a few seconds then slows each of
+ * them alike instead of one. Each scenario gets `duration` seconds in all.
+ */
+async function measureInterleaved(runs: { name: string; opts: autocannon.Options }[], server: Server, rounds: number): Promise<Measured[]> {
+  await settle(server.pid);
+  log(`bench: ${runs.map((r) => TITLES[r.name] ?? r.name).join(', ')}, in ${rounds} alternating slices ...`);
+  const slices = new Map(runs.map((r) => [r.name, [] as { loaded: Loaded; peakRssMb: number; cpuMs: number }[]]));
+  for (let slice = 1; slice <= rounds; slice++) {
+    for (const { name, opts } of runs) {
+      const duration = options.duration / rounds;
+      const { value, peakRssMb, cpuMs } = await watch(server, `${name}-${slice}`, () => load(name, { ...opts, duration }, server.pid));
+      slices.get(name)!.push({ loaded: value, peakRssMb, cpuMs });
+    }
+  }
+  return runs.map(({ name }) => {
+    const parts = slices.get(name)!;
+    const sum = (f: (loaded: Loaded) => number) => parts.reduce((total, p) => total + f(p.loaded), 0);
+    const latencies = Float64Array.from(parts.flatMap((p) => [...p.loaded.latencies])).sort();
+    const statusCodes: Record<string, number> = {};
+    for (const { loaded } of parts) for (const [code, count] of Object.entries(loaded.statusCodes)) statusCodes[code] = (statusCodes[code] ?? 0) + count;
+    const requests = sum((l) => l.requests);
+    const seconds = sum((l) => l.seconds);
+    return {
+      name,
+      requestsPerSec: round(requests / seconds, 1),
+      p50Ms: round(percentile(latencies, 0.5)),
+      p99Ms: round(percentile(latencies, 0.99)),
+      requests,
+      errors: sum((l) => l.errors),
+      timeouts: sum((l) => l.timeouts),
+      non2xx: sum((l) => l.non2xx),
+      statusCodes,
+      seconds: round(seconds),
+      peakRssMb: Math.max(...parts.map((p) => p.peakRssMb)),
+      serverCpuMsPerRequest: perRequest(parts.reduce((total, p) => total + p.cpuMs, 0), requests),
+    };
+  });
+}
+
+/** The autocannon options of the three read scenarios. */
+function readScenario(name: ScenarioName, { base, ready }: Context): { name: string; opts: autocannon.Options } {
+  const common = { connections: options.connections, duration: options.duration };
+  const userAuth = { authorization: `Bearer ${ready.userToken}` };
+  const urls: Partial<Record<ScenarioName, string>> = { baseline: '/baseline', protected: '/protected', me: '/auth/me' };
+  return { name, opts: { ...common, url: `${base}${urls[name]!}`, ...(name === 'baseline' ? {} : { headers: userAuth }) } };
 }
 
 async function runScenario(name: ScenarioName, ctx: Context, pools: { refresh: string[] }): Promise<Measured[]> {
@@ -413,11 +466,11 @@ async function runScenario(name: ScenarioName, ctx: Context, pools: { refresh: s
   const userAuth = { authorization: `Bearer ${ready.userToken}` };
   switch (name) {
     case 'baseline':
-      return [await measure(name, { ...common, url: `${base}/baseline` }, server)];
     case 'protected':
-      return [await measure(name, { ...common, url: `${base}/protected`, headers: userAuth }, server)];
-    case 'me':
-      return [await measure(name, { ...common, url: `${base}/auth/me`, headers: userAuth }, server)];
+    case 'me': {
+      const { opts } = readScenario(name, ctx);
+      return [await measure(name, opts, server)];
+    }
     case 'refresh': {
       const pool = pools.refresh;
       const measured = await measure(
@@ -605,7 +658,14 @@ async function main(): Promise<number> {
       server.pid,
     );
     const pools = { refresh: [...ready.refreshTokens] };
+    // The three whose ratios are targets run interleaved, as one step, where the first of them was.
+    const RATIOS: ScenarioName[] = ['baseline', 'protected', 'me'];
+    const interleaved = selected.filter((name) => RATIOS.includes(name));
     for (const name of selected) {
+      if (interleaved.length > 1 && interleaved.includes(name)) {
+        if (name === interleaved[0]) results.push(...(await measureInterleaved(interleaved.map((n) => readScenario(n, ctx)), server, quick ? 1 : 5)));
+        continue;
+      }
       if (name === 'login') {
         await settle(server.pid);
         log(`bench: ${TITLES.bcrypt!.trim()} ...`);
