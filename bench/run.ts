@@ -331,8 +331,15 @@ async function load(name: string, opts: autocannon.Options, pid: number): Promis
   };
 }
 
+interface BcryptRate {
+  perSec: number;
+  concurrency: number;
+  compares: number;
+  seconds: number;
+}
+
 /** The machine's bcrypt rate: compares on every core at once, as Gatehouse makes them (passwords.ts). */
-async function bcryptRate(cost: number, pepper: string, seconds: number): Promise<{ perSec: number; concurrency: number; compares: number }> {
+async function bcryptRate(cost: number, pepper: string, seconds: number): Promise<BcryptRate> {
   const hash = await createPasswordHasher({ pepper, cost }).hash(PASSWORD);
   // passwords.ts verifies bcrypt over base64(HMAC-SHA256(password, pepper)); done here directly so
   // the rate is the machine's, whatever limits Gatehouse itself puts on concurrent compares.
@@ -351,7 +358,8 @@ async function bcryptRate(cost: number, pepper: string, seconds: number): Promis
       }
     }),
   );
-  return { perSec: round(compares / ((last - started) / 1000)), concurrency, compares };
+  const elapsed = (last - started) / 1000;
+  return { perSec: round(compares / elapsed), concurrency, compares, seconds: round(elapsed) };
 }
 
 // ---------------------------------------------------------------- scenarios
@@ -427,29 +435,60 @@ async function measureInterleaved(runs: { name: string; opts: autocannon.Options
       slices.get(name)!.push({ loaded: value, peakRssMb, cpuMs });
     }
   }
-  return runs.map(({ name }) => {
-    const parts = slices.get(name)!;
-    const sum = (f: (loaded: Loaded) => number) => parts.reduce((total, p) => total + f(p.loaded), 0);
-    const latencies = Float64Array.from(parts.flatMap((p) => [...p.loaded.latencies])).sort();
-    const statusCodes: Record<string, number> = {};
-    for (const { loaded } of parts) for (const [code, count] of Object.entries(loaded.statusCodes)) statusCodes[code] = (statusCodes[code] ?? 0) + count;
-    const requests = sum((l) => l.requests);
-    const seconds = sum((l) => l.seconds);
-    return {
-      name,
-      requestsPerSec: round(requests / seconds, 1),
-      p50Ms: round(percentile(latencies, 0.5)),
-      p99Ms: round(percentile(latencies, 0.99)),
-      requests,
-      errors: sum((l) => l.errors),
-      timeouts: sum((l) => l.timeouts),
-      non2xx: sum((l) => l.non2xx),
-      statusCodes,
-      seconds: round(seconds),
-      peakRssMb: Math.max(...parts.map((p) => p.peakRssMb)),
-      serverCpuMsPerRequest: perRequest(parts.reduce((total, p) => total + p.cpuMs, 0), requests),
-    };
-  });
+  return runs.map(({ name }) => mergeSlices(name, slices.get(name)!));
+}
+
+/** One scenario's result from its slices: counts and times added, latencies pooled, peaks maxed. */
+function mergeSlices(name: string, parts: { loaded: Loaded; peakRssMb: number; cpuMs: number }[]): Measured {
+  const sum = (f: (loaded: Loaded) => number) => parts.reduce((total, p) => total + f(p.loaded), 0);
+  const latencies = Float64Array.from(parts.flatMap((p) => [...p.loaded.latencies])).sort();
+  const statusCodes: Record<string, number> = {};
+  for (const { loaded } of parts) for (const [code, count] of Object.entries(loaded.statusCodes)) statusCodes[code] = (statusCodes[code] ?? 0) + count;
+  const requests = sum((l) => l.requests);
+  const seconds = sum((l) => l.seconds);
+  return {
+    name,
+    requestsPerSec: round(requests / seconds, 1),
+    p50Ms: round(percentile(latencies, 0.5)),
+    p99Ms: round(percentile(latencies, 0.99)),
+    requests,
+    errors: sum((l) => l.errors),
+    timeouts: sum((l) => l.timeouts),
+    non2xx: sum((l) => l.non2xx),
+    statusCodes,
+    seconds: round(seconds),
+    peakRssMb: Math.max(...parts.map((p) => p.peakRssMb)),
+    serverCpuMsPerRequest: perRequest(parts.reduce((total, p) => total + p.cpuMs, 0), requests),
+  };
+}
+
+/**
+ * Login and the bcrypt rate it is held against, in alternating slices (bcrypt, login, bcrypt,
+ * login): the ratio is a target, and the two cannot run at once (they would share the cores).
+ */
+async function measureLogin(ctx: Context, pepper: string, rounds: number): Promise<{ login: Measured; compares: BcryptRate }> {
+  const { server, ready } = ctx;
+  const bcryptSeconds = Math.min(options.duration, quick ? 2 : 6);
+  const logins: { loaded: Loaded; peakRssMb: number; cpuMs: number }[] = [];
+  const rates: BcryptRate[] = [];
+  for (let slice = 1; slice <= rounds; slice++) {
+    await settle(server.pid);
+    log(`bench: ${TITLES.bcrypt!.trim()}${rounds > 1 ? ` (slice ${slice} of ${rounds})` : ''} ...`);
+    rates.push(await bcryptRate(options.bcryptCost, pepper, bcryptSeconds / rounds));
+    // Logins still queued for bcrypt when a slice ends are finished by the server before the next.
+    await settle(server.pid);
+    log(`bench: ${TITLES.login!}${rounds > 1 ? ` (slice ${slice} of ${rounds})` : ''} ...`);
+    // Requests queue for bcrypt: give them time rather than count them as timeouts.
+    const opts = { url: ctx.base, connections: options.loginConnections, duration: options.duration / rounds, timeout: 300, requests: loginRequests(ready) };
+    const { value, peakRssMb, cpuMs } = await watch(server, `login-${slice}`, () => load('login', opts, server.pid));
+    logins.push({ loaded: value, peakRssMb, cpuMs });
+  }
+  const compares = rates.reduce((total, r) => total + r.compares, 0);
+  const seconds = rates.reduce((total, r) => total + r.seconds, 0);
+  return {
+    login: mergeSlices('login', logins),
+    compares: { perSec: round(compares / seconds), concurrency: rates[0]!.concurrency, compares, seconds: round(seconds) },
+  };
 }
 
 /** The autocannon options of the three read scenarios. */
@@ -496,8 +535,7 @@ async function runScenario(name: ScenarioName, ctx: Context, pools: { refresh: s
       return [measured];
     }
     case 'login':
-      // Requests queue for bcrypt: give them time rather than count them as timeouts.
-      return [await measure(name, { ...common, connections: options.loginConnections, timeout: 300, requests: loginRequests(ready) }, server)];
+      throw new Error('login is measured by measureLogin, next to the bcrypt rate');
     case 'admin-users':
       return [await measure(name, { ...common, url: `${base}/admin/users?limit=50`, headers: { authorization: `Bearer ${ready.adminToken}` } }, server)];
     case 'storm': {
@@ -630,7 +668,7 @@ async function main(): Promise<number> {
   }
 
   const results: Measured[] = [];
-  let compares: Awaited<ReturnType<typeof bcryptRate>> | undefined;
+  let compares: BcryptRate | undefined;
   const memory = { readyRssMb: 0, vmHwmMb: 0 };
   let ready: Ready | undefined;
   try {
@@ -667,9 +705,10 @@ async function main(): Promise<number> {
         continue;
       }
       if (name === 'login') {
-        await settle(server.pid);
-        log(`bench: ${TITLES.bcrypt!.trim()} ...`);
-        compares = await bcryptRate(options.bcryptCost, pepper, Math.min(options.duration, quick ? 2 : 5));
+        const measured = await measureLogin(ctx, pepper, quick ? 1 : 2);
+        results.push(measured.login);
+        compares = measured.compares;
+        continue;
       }
       results.push(...(await runScenario(name, ctx, pools)));
     }
@@ -685,7 +724,7 @@ function report(
   machine: Record<string, unknown> & { cpus: number; model: string; node: string; loadAverageBefore: number[] },
   ready: Ready,
   results: Measured[],
-  compares: Awaited<ReturnType<typeof bcryptRate>> | undefined,
+  compares: BcryptRate | undefined,
   memory: { readyRssMb: number; vmHwmMb: number },
 ): number {
   const byName = new Map(results.map((r) => [r.name, r]));
