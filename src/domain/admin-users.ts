@@ -7,7 +7,7 @@ import { problem } from '../errors.js';
 import { isUuid } from '../lib/uuid.js';
 import { roleIds } from './roles.js';
 import { revokeUserSessions } from './sessions.js';
-import { accessColumns, loadAccessFor, userWithAccessFrom, type DbOrTx, type Tx, type UserWithAccess } from './users.js';
+import { accessColumns, loadUserWithAccess, userWithAccessFrom, type DbOrTx, type Tx, type UserWithAccess } from './users.js';
 
 // Serializes every change that could remove an active admin, so two concurrent demotions cannot
 // both see "another admin is left".
@@ -152,7 +152,7 @@ export async function setUserRoles(db: Db, id: string, names: readonly string[])
     await lockAdminChanges(tx);
     await lockUser(tx, id);
     const ids = await roleIds(tx, names);
-    const [before] = await loadAccessFor(tx, [id]);
+    const before = await loadUserWithAccess(tx, id);
     const [admin] = await tx.select({ id: roles.id }).from(roles).where(eq(roles.name, ADMIN_ROLE));
     if (admin && !ids.includes(admin.id)) await assertNotLastAdmin(tx, id, `stripped of ${ADMIN_ROLE}`);
     await tx.delete(userRoles).where(eq(userRoles.userId, id));

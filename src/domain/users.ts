@@ -1,8 +1,8 @@
-import { and, eq, inArray, sql } from 'drizzle-orm';
+import { eq, sql } from 'drizzle-orm';
 import type { Db } from '../db/client.js';
 import { fromRow, queryRows } from '../db/rows.js';
 import { DEFAULT_ROLE } from '../db/seed.js';
-import { permissions, rolePermissions, roles, sessions, userRoles, users, type User } from '../db/schema.js';
+import { roles, userRoles, users, type User } from '../db/schema.js';
 
 export type Tx = Parameters<Parameters<Db['transaction']>[0]>[0];
 export type DbOrTx = Db | Tx;
@@ -45,13 +45,6 @@ export async function findUserById(db: DbOrTx, id: string): Promise<User | undef
   return user;
 }
 
-export async function loadUserWithAccess(db: DbOrTx, userId: string): Promise<UserWithAccess | undefined> {
-  const user = await findUserById(db, userId);
-  if (!user) return undefined;
-  const [access] = await loadAccessFor(db, [userId]);
-  return { user, roles: access?.roles ?? [], permissions: access?.permissions ?? [] };
-}
-
 /** What the authorization cache holds about a user (see access-cache.ts). */
 export interface AuthorizationState extends UserWithAccess {
   liveSessionIds: string[];
@@ -88,37 +81,16 @@ export function authorizationStateFrom(row: Record<string, unknown>): Authorizat
   return { ...userWithAccessFrom(row), liveSessionIds: (row as { live_session_ids: string[] }).live_session_ids };
 }
 
+/** A user with their access, in one query. */
+export async function loadUserWithAccess(db: DbOrTx, userId: string): Promise<UserWithAccess | undefined> {
+  const [row] = await queryRows(db, sql`select users.*, ${accessColumns} from users where users.id = ${userId}::uuid`);
+  return row && userWithAccessFrom(row);
+}
+
 /** A user's AuthorizationState in one query: one round trip on a cache miss. */
 export async function loadAuthorizationState(db: DbOrTx, userId: string): Promise<AuthorizationState | undefined> {
   const [row] = await queryRows(db, sql`select ${authorizationColumns} from users where users.id = ${userId}::uuid`);
   return row && authorizationStateFrom(row);
-}
-
-/** Role and permission names for many users in two queries, sorted for stable output. */
-export async function loadAccessFor(db: DbOrTx, userIds: string[]): Promise<{ userId: string; roles: string[]; permissions: string[] }[]> {
-  if (userIds.length === 0) return [];
-  const roleRows = await db
-    .select({ userId: userRoles.userId, roleId: roles.id, role: roles.name })
-    .from(userRoles)
-    .innerJoin(roles, eq(roles.id, userRoles.roleId))
-    .where(inArray(userRoles.userId, userIds));
-  const roleIds = [...new Set(roleRows.map((r) => r.roleId))];
-  const permissionRows = roleIds.length
-    ? await db
-        .select({ roleId: rolePermissions.roleId, permission: permissions.name })
-        .from(rolePermissions)
-        .innerJoin(permissions, eq(permissions.id, rolePermissions.permissionId))
-        .where(inArray(rolePermissions.roleId, roleIds))
-    : [];
-  const permissionsByRole = new Map<string, string[]>();
-  for (const row of permissionRows) {
-    permissionsByRole.set(row.roleId, [...(permissionsByRole.get(row.roleId) ?? []), row.permission]);
-  }
-  return userIds.map((userId) => {
-    const mine = roleRows.filter((r) => r.userId === userId);
-    const granted = new Set(mine.flatMap((r) => permissionsByRole.get(r.roleId) ?? []));
-    return { userId, roles: mine.map((r) => r.role).sort(), permissions: [...granted].sort() };
-  });
 }
 
 export async function updatePasswordHash(db: DbOrTx, userId: string, passwordHash: string): Promise<void> {

@@ -1,7 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import { clearLoginFailures, loginFailed, reserveLoginAttempt } from '../../domain/login-lockout.js';
-import { startLoginSession } from '../../domain/sessions.js';
 import { findUserByEmail, updatePasswordHash } from '../../domain/users.js';
 import { problem } from '../../errors.js';
 import { perIp } from '../../plugins/rate-limit.js';
@@ -9,8 +8,8 @@ import { BODY_PROBLEMS, problemResponses } from '../../schemas/problem.js';
 import { TokenResponseSchema } from '../../schemas/tokens.js';
 import type { Gatehouse } from '../../services.js';
 import { normalizeEmailFields } from '../body-hooks.js';
-import { auditContext, requestContext } from '../request-context.js';
-import { issueTokens } from './tokens.js';
+import { auditContext } from '../request-context.js';
+import { issueTokens, openLoginSession } from './tokens.js';
 
 export const LoginBody = Type.Object(
   {
@@ -77,10 +76,7 @@ export const loginRoute: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }> = a
       if (passwords.needsRehash(user.passwordHash)) {
         await updatePasswordHash(db, user.id, await passwords.hash(password));
       }
-      const ticket = gatehouse.access.ticket();
-      const opened = await startLoginSession(db, { userId: user.id, ...requestContext(request), accessNotice: gatehouse.access.notice(user.id), clearFailuresOf: email }, gatehouse.sessionSettings);
-      // startLoginSession told the other instances; this one takes the state it read.
-      gatehouse.access.prime(user.id, opened.authorization, ticket);
+      const opened = await openLoginSession(gatehouse, request, user.id, { clearFailuresOf: email });
       gatehouse.audit({ type: 'login_succeeded', ...context, userId: user.id, detail: { sessionId: opened.session.id } });
       return issueTokens(gatehouse, request, reply, { ...opened, useCookie: useCookie === true });
     },

@@ -1,7 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import { assertPasswordPolicy } from '../../domain/password-policy.js';
-import { startLoginSession } from '../../domain/sessions.js';
 import { createUser } from '../../domain/users.js';
 import { problem } from '../../errors.js';
 import { perIp } from '../../plugins/rate-limit.js';
@@ -11,8 +10,8 @@ import { Email, Name, Password, toUserView } from '../../schemas/user.js';
 import type { Gatehouse } from '../../services.js';
 import { normalizeEmailFields } from '../body-hooks.js';
 import { sendConfirmation } from './email-links.js';
-import { auditContext, requestContext } from '../request-context.js';
-import { issueTokens } from './tokens.js';
+import { auditContext } from '../request-context.js';
+import { issueTokens, openLoginSession } from './tokens.js';
 
 export const RegisterBody = Type.Object(
   {
@@ -51,13 +50,7 @@ export const registerRoute: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }> 
       if (gatehouse.config.requireEmailConfirmation) {
         return { user: toUserView((await gatehouse.access.get(user.id))!) };
       }
-      const ticket = gatehouse.access.ticket();
-      const opened = await startLoginSession(
-        gatehouse.db,
-        { userId: user.id, ...requestContext(request), accessNotice: gatehouse.access.notice(user.id) },
-        gatehouse.sessionSettings,
-      );
-      gatehouse.access.prime(user.id, opened.authorization, ticket);
+      const opened = await openLoginSession(gatehouse, request, user.id);
       return issueTokens(gatehouse, request, reply, { ...opened, useCookie: useCookie === true });
     },
   );

@@ -1,10 +1,12 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Session } from '../../db/schema.js';
+import { startLoginSession } from '../../domain/sessions.js';
 import { hmac } from '../../domain/tokens.js';
 import { problem } from '../../errors.js';
 import { toUserView } from '../../schemas/user.js';
 import type { TokenResponse } from '../../schemas/tokens.js';
 import type { Gatehouse } from '../../services.js';
+import { requestContext } from '../request-context.js';
 
 export const REFRESH_COOKIE = 'gatehouse_refresh';
 export const CSRF_HEADER = 'x-csrf-token';
@@ -18,6 +20,27 @@ export function csrfTokenFor(gatehouse: Gatehouse, sessionId: string): string {
 export function cookiePath(request: FastifyRequest): string {
   const url = request.routeOptions.url ?? '/auth';
   return url.slice(0, url.indexOf('/auth') + '/auth'.length);
+}
+
+/**
+ * Opens a login session for this request (startLoginSession: one statement, which also tells the
+ * other instances) and leaves the user's new state in this instance's cache, for issueTokens and
+ * the first request with the new token.
+ */
+export async function openLoginSession(
+  gatehouse: Gatehouse,
+  request: FastifyRequest,
+  userId: string,
+  options: { clearFailuresOf?: string } = {},
+): Promise<{ session: Session; refreshToken: string }> {
+  const ticket = gatehouse.access.ticket();
+  const opened = await startLoginSession(
+    gatehouse.db,
+    { userId, ...requestContext(request), accessNotice: gatehouse.access.notice(userId), ...options },
+    gatehouse.sessionSettings,
+  );
+  gatehouse.access.prime(userId, opened.authorization, ticket);
+  return opened;
 }
 
 /**
