@@ -217,6 +217,15 @@ function countingDatabase(database: Database) {
   };
 }
 
+/** A host app on a fresh database whose every call is counted; `raw` is the uncounted handle. */
+async function countedHostApp(t: Test, kind: DatabaseKind) {
+  const raw = await openTestDatabase(kind);
+  t.teardown(() => raw.drop()); // registered first, so it runs after the app has closed
+  const counter = countingDatabase(raw);
+  const app = await buildHostApp(t, kind, counter.database);
+  return { raw, counter, app };
+}
+
 /**
  * Waits until every notification sent so far has reached this database's listeners, the access
  * cache's included: a late NOTIFY from an earlier login would otherwise empty the cache mid-count.
@@ -238,10 +247,7 @@ async function notificationsSettled(database: TestDatabase): Promise<void> {
 }
 
 eachDatabase('with a warm cache, /auth/me and access checks cost no database query', async (t, kind) => {
-  const raw = await openTestDatabase(kind);
-  t.teardown(() => raw.drop()); // registered first, so it runs after the app has closed
-  const counter = countingDatabase(raw);
-  const app = await buildHostApp(t, kind, counter.database);
+  const { raw, counter, app } = await countedHostApp(t, kind);
   const admin = await adminToken(app);
   const holder = await userWithRoles(app, ['user', 'gives-p', 'gives-q']);
   const plain = await userWithRoles(app, ['user']);
@@ -279,10 +285,7 @@ eachDatabase('with a warm cache, /auth/me and access checks cost no database que
 });
 
 eachDatabase('a refresh is one statement, cold cache or not, and leaves the cache warm for the new token', async (t, kind) => {
-  const raw = await openTestDatabase(kind);
-  t.teardown(() => raw.drop());
-  const counter = countingDatabase(raw);
-  const app = await buildHostApp(t, kind, counter.database);
+  const { raw, counter, app } = await countedHostApp(t, kind);
   const registered = await registerUser(app);
   await app.gatehouse.background.idle(); // the confirmation mail and the audit event
   await notificationsSettled(raw);
@@ -304,10 +307,7 @@ eachDatabase('a refresh is one statement, cold cache or not, and leaves the cach
 });
 
 eachDatabase('a login leaves the cache holding its new session and login fields: its token needs no query', async (t, kind) => {
-  const raw = await openTestDatabase(kind);
-  t.teardown(() => raw.drop());
-  const counter = countingDatabase(raw);
-  const app = await buildHostApp(t, kind, counter.database);
+  const { counter, app } = await countedHostApp(t, kind);
   const registered = await registerUser(app);
   const first = await app.inject({ url: '/auth/me', headers: bearer(registered.accessToken) });
   t.equal(first.json<{ loginCount: number }>().loginCount, 1, 'cached with one login');
