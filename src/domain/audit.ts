@@ -1,6 +1,7 @@
 import { and, desc, eq, gte, lt, lte, type SQL } from 'drizzle-orm';
 import { auditEvents, type AuditEvent } from '../db/schema.js';
 import { problem } from '../errors.js';
+import { parseInstant } from '../lib/instant.js';
 import type { DbOrTx } from './users.js';
 
 /** The fixed vocabulary of the audit log, published as an enum in the OpenAPI document. */
@@ -45,6 +46,15 @@ export async function recordAuditEvent(db: DbOrTx, event: AuditEventInput): Prom
   });
 }
 
+/** The route's date-time format already checked this; a caller from outside HTTP gets the same 400. */
+function instantOf(text: string, field: 'from' | 'to'): Date {
+  const instant = parseInstant(text);
+  if (instant) return instant;
+  throw problem('validation_failed', `${field} is not a date-time between years 0001 and 9999.`, {
+    errors: [{ path: `querystring/${field}`, message: 'must match format "date-time"' }],
+  });
+}
+
 export async function listAuditEvents(
   db: DbOrTx,
   query: { limit: number; cursor?: string; user?: string; type?: AuditEventType; from?: string; to?: string },
@@ -61,8 +71,8 @@ export async function listAuditEvents(
   }
   if (query.user) conditions.push(eq(auditEvents.userId, query.user));
   if (query.type) conditions.push(eq(auditEvents.type, query.type));
-  if (query.from) conditions.push(gte(auditEvents.at, new Date(query.from)));
-  if (query.to) conditions.push(lte(auditEvents.at, new Date(query.to)));
+  if (query.from) conditions.push(gte(auditEvents.at, instantOf(query.from, 'from')));
+  if (query.to) conditions.push(lte(auditEvents.at, instantOf(query.to, 'to')));
   const rows = await db
     .select()
     .from(auditEvents)

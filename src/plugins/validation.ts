@@ -1,6 +1,8 @@
 import type { FastifyInstance, FastifySchema } from 'fastify';
 import { Ajv, type ErrorObject, type Options } from 'ajv';
 import addFormats from 'ajv-formats';
+import { parseInstant } from '../lib/instant.js';
+import { isUuid } from '../lib/uuid.js';
 
 /**
  * JSON bodies are validated as sent: a number where a string belongs is a 400, not silently
@@ -9,8 +11,8 @@ import addFormats from 'ajv-formats';
  */
 export function useStrictBodyValidation(app: FastifyInstance): void {
   const base: Options = { allErrors: true, useDefaults: true, removeAdditional: false, strict: false };
-  const bodies = addFormats.default(new Ajv({ ...base, coerceTypes: false }));
-  const strings = addFormats.default(new Ajv({ ...base, coerceTypes: 'array' }));
+  const bodies = withStorableFormats(new Ajv({ ...base, coerceTypes: false }));
+  const strings = withStorableFormats(new Ajv({ ...base, coerceTypes: 'array' }));
   app.setValidatorCompiler<FastifySchema>(({ schema, httpPart }) => {
     const validate = (httpPart === 'body' ? bodies : strings).compile(schema as object);
     // Fastify reads the errors off the function it was given, so they are copied onto the wrapper.
@@ -27,6 +29,19 @@ export function useStrictBodyValidation(app: FastifyInstance): void {
     check.errors = null as ErrorObject[] | null | undefined;
     return check;
   });
+}
+
+/**
+ * ajv-formats' `uuid` also takes `urn:uuid:...` and its `date-time` takes year 0, leap seconds and
+ * offsets that push an instant past year 9999: PostgreSQL refuses all of them, which made a 500 of
+ * a well-formed request. These two accept only what a uuid column and a timestamptz (through a JS
+ * Date) can hold, so every route's ids and dates answer 400 at the door instead.
+ */
+function withStorableFormats(ajv: Ajv): Ajv {
+  addFormats.default(ajv);
+  ajv.addFormat('uuid', { type: 'string', validate: isUuid });
+  ajv.addFormat('date-time', { type: 'string', validate: (text: string) => parseInstant(text) !== undefined });
+  return ajv;
 }
 
 /** With the u flag, a surrogate half matches only where it is not part of a pair. */
