@@ -13,7 +13,7 @@ import { eq, sql } from 'drizzle-orm';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { roles, userRoles, users } from '../src/db/schema.js';
 import { DEFAULT_ROLE } from '../src/db/seed.js';
-import { ensureAdmin } from '../src/domain/admin-users.js';
+import { ensureAdmin } from '../src/domain/admin-bootstrap.js';
 import { openSession } from '../src/domain/sessions.js';
 import { createUser } from '../src/domain/users.js';
 import { errorsPlugin, gatehousePlugin, loadConfig } from '../src/index.js';
@@ -86,7 +86,7 @@ async function prepare(app: FastifyInstance, userCount: number, refreshCount: nu
 
   const context = { userAgent: USER_AGENT, ip: '127.0.0.1' };
   const reader = await createUser(db, { email: READER_EMAIL, passwordHash });
-  const { userId: adminId } = await ensureAdmin(db, { email: ADMIN_EMAIL, passwordHash: async () => passwordHash });
+  const { userId: adminId } = await ensureAdmin(db, { email: ADMIN_EMAIL, password: PASSWORD, passwords });
   const readerSession = await openSession(db, { userId: reader!.id, ...context }, sessionSettings);
   const adminSession = await openSession(db, { userId: adminId, ...context }, sessionSettings);
 

@@ -2,11 +2,14 @@ import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from '../src/config.js';
 import { openConfiguredDatabase } from '../src/db/client.js';
 import { seed } from '../src/db/seed.js';
-import { ensureAdmin } from '../src/domain/admin-users.js';
+import { ensureAdmin } from '../src/domain/admin-bootstrap.js';
 import { normalizeEmail } from '../src/domain/email.js';
 import { createPasswordHasher } from '../src/domain/passwords.js';
 
-/** `npm run create-admin -- --email a@b.c --password '...'`: creates, or promotes, an admin. */
+/**
+ * `npm run create-admin -- --email a@b.c --password '...'`: creates an admin, or promotes the existing
+ * account with that email when `--password` is its password (proof that the account is the operator's).
+ */
 async function main(): Promise<number> {
   const { values } = parseArgs({ options: { email: { type: 'string' }, password: { type: 'string' } } });
   if (!values.email || !values.password) {
@@ -24,8 +27,15 @@ async function main(): Promise<number> {
   try {
     await seed(database.db);
     const passwords = createPasswordHasher({ pepper: config.passwordPepper, cost: config.bcryptCost });
-    const { created } = await ensureAdmin(database.db, { email, passwordHash: () => passwords.hash(values.password!) });
-    console.log(created ? `created admin ${email}` : `promoted ${email} to admin (password unchanged)`);
+    const { outcome } = await ensureAdmin(database.db, { email, password: values.password!, passwords });
+    if (outcome === 'refused_password_mismatch') {
+      console.error(
+        `create-admin: ${email} is an existing account and the given password is not its password, so it was not made an admin. ` +
+          'If the account is yours, pass its current password; otherwise use another email.',
+      );
+      return 1;
+    }
+    console.log({ created: `created admin ${email}`, promoted: `promoted ${email} to admin`, already_admin: `${email} is already an admin` }[outcome]);
     return 0;
   } finally {
     await database.close();

@@ -3,7 +3,7 @@ import fp from 'fastify-plugin';
 import type { Config } from './config.js';
 import { openConfiguredDatabase, type Database } from './db/client.js';
 import { seed } from './db/seed.js';
-import { ensureAdmin, hasActiveAdmin } from './domain/admin-users.js';
+import { ensureAdmin, hasActiveAdmin } from './domain/admin-bootstrap.js';
 import { normalizeEmail } from './domain/email.js';
 import { authPlugin } from './plugins/auth.js';
 import { errorsPlugin } from './plugins/errors.js';
@@ -57,9 +57,18 @@ export const gatehousePlugin = fp(
       if (!options.database) await database.close();
     });
     if (config.admin && !(await hasActiveAdmin(database.db))) {
-      const { email, password } = config.admin;
-      const { created } = await ensureAdmin(database.db, { email: normalizeEmail(email), passwordHash: () => gatehouse.passwords.hash(password) });
-      app.log.warn({ email: normalizeEmail(email) }, created ? 'created admin from ADMIN_EMAIL' : 'promoted ADMIN_EMAIL to admin');
+      const email = normalizeEmail(config.admin.email);
+      const { userId, outcome } = await ensureAdmin(database.db, { email, password: config.admin.password, passwords: gatehouse.passwords });
+      if (outcome === 'refused_password_mismatch') {
+        // Gatehouse still starts: refusing to would let whoever registered the address keep it down.
+        app.log.error(
+          { email },
+          'ADMIN_EMAIL belongs to an existing account whose password is not ADMIN_PASSWORD, so it was not made an admin: if the account is yours, set ADMIN_PASSWORD to its password; otherwise choose another ADMIN_EMAIL',
+        );
+      } else if (outcome !== 'already_admin') {
+        await gatehouse.access.changed(userId);
+        app.log.warn({ email }, outcome === 'created' ? 'created admin from ADMIN_EMAIL' : 'promoted ADMIN_EMAIL to admin (its password verified)');
+      }
     }
     app.decorate('gatehouse', gatehouse);
     // Shared schemas live at the top so the OpenAPI document can name them as components.

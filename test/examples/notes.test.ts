@@ -1,4 +1,4 @@
-import { ensureAdmin } from '../../src/domain/admin-users.js';
+import { ensureAdmin } from '../../src/domain/admin-bootstrap.js';
 import { buildNotesApp } from '../../examples/notes/app.js';
 import { eachDatabase, testConfig } from '../helpers/app.js';
 import { openTestDatabase } from '../helpers/databases.js';
@@ -29,7 +29,7 @@ eachDatabase('a host app mounts Gatehouse and protects its own routes with the s
   t.match(write.headers['content-type'], /problem\+json/);
 
   const adminEmail = uniqueEmail('admin');
-  await ensureAdmin(app.gatehouse.db, { email: adminEmail, passwordHash: () => app.gatehouse.passwords.hash(PASSWORD) });
+  await ensureAdmin(app.gatehouse.db, { email: adminEmail, password: PASSWORD, passwords: app.gatehouse.passwords });
   const login = await app.inject({ method: 'POST', url: '/identity/auth/login', payload: { email: adminEmail, password: PASSWORD } });
   const admin = bearer(login.json().accessToken);
   const created = await app.inject({ method: 'POST', url: '/notes', headers: admin, payload: { text: 'from admin' } });

@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import postgres from 'postgres';
 import tap from 'tap';
 import { openDatabase } from '../../src/db/client.js';
-import { ensureAdmin } from '../../src/domain/admin-users.js';
+import { ensureAdmin } from '../../src/domain/admin-bootstrap.js';
 import { buildTestApp, eachDatabase, type Test } from '../helpers/app.js';
 import { openTestDatabase, type DatabaseKind } from '../helpers/databases.js';
 import { PASSWORD, bearer, login, registerUser } from '../helpers/users.js';
@@ -34,7 +34,7 @@ async function twoInstances(t: Test, kind: DatabaseKind) {
     await shared.drop();
   });
   const adminEmail = 'root@example.com';
-  await ensureAdmin(a.app.gatehouse.db, { email: adminEmail, passwordHash: () => a.app.gatehouse.passwords.hash(PASSWORD) });
+  await ensureAdmin(a.app.gatehouse.db, { email: adminEmail, password: PASSWORD, passwords: a.app.gatehouse.passwords });
   const admin = bearer((await login(a.app, adminEmail)).accessToken);
   return { a: a.app, b: b.app, admin, url: shared.url };
 }
