@@ -15,6 +15,7 @@ export const AUDIT_EVENT_TYPES = [
   'password_changed',
   'password_reset',
   'email_confirmed',
+  'email_change_requested',
   'role_assigned',
   'role_removed',
   'role_permissions_changed',

@@ -1,5 +1,6 @@
 import { and, eq, gt, isNull, lte, or, sql } from 'drizzle-orm';
 import { loginAttempts } from '../db/schema.js';
+import type { PasswordHasher } from './passwords.js';
 import type { DbOrTx } from './users.js';
 
 export interface LockoutSettings {
@@ -63,6 +64,34 @@ export async function loginFailed(db: DbOrTx, email: string, settings: LockoutSe
 /** A successful login or a password reset starts the count (and the doubling) afresh. */
 export async function clearLoginFailures(db: DbOrTx, email: string): Promise<void> {
   await db.delete(loginAttempts).where(eq(loginAttempts.email, email));
+}
+
+export type PasswordCheck =
+  | { ok: true }
+  | { ok: false; reason: 'locked'; retryAfter: number; lockedNow: boolean }
+  | { ok: false; reason: 'wrong_password'; lockedNow: boolean };
+
+/**
+ * The password check of a signed-in user (before a password or email change) is a login attempt
+ * on their email: it counts toward the same lockout and is refused while the email is locked, so
+ * a stolen access token is no unlimited way to guess the password.
+ */
+export async function checkPasswordWithLockout(
+  db: DbOrTx,
+  passwords: PasswordHasher,
+  user: { email: string; passwordHash: string },
+  password: string,
+  settings: LockoutSettings,
+): Promise<PasswordCheck> {
+  const gate = await reserveLoginAttempt(db, user.email, settings);
+  if (!gate.allowed) return { ok: false, reason: 'locked', retryAfter: gate.retryAfter, lockedNow: gate.lockedNow };
+  if (!(await passwords.verify(password, user.passwordHash))) {
+    const { lockedNow } = await loginFailed(db, user.email, settings);
+    return { ok: false, reason: 'wrong_password', lockedNow };
+  }
+  // As after a login: the right password starts the count afresh (and the reservation is not a failure).
+  await clearLoginFailures(db, user.email);
+  return { ok: true };
 }
 
 async function lock(db: DbOrTx, email: string, settings: LockoutSettings, now: Date): Promise<Date> {

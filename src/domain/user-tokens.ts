@@ -12,10 +12,7 @@ export async function issueUserToken(
   input: { userId: string; purpose: UserTokenPurpose; ttlSeconds: number; newEmail?: string },
 ): Promise<string> {
   const now = new Date();
-  await db
-    .update(userTokens)
-    .set({ usedAt: now })
-    .where(and(eq(userTokens.userId, input.userId), eq(userTokens.purpose, input.purpose), isNull(userTokens.usedAt)));
+  await revokeUserTokens(db, input.userId, [input.purpose], now);
   const token = newOpaqueToken();
   await db.insert(userTokens).values({
     userId: input.userId,
@@ -26,6 +23,24 @@ export async function issueUserToken(
     expiresAt: new Date(now.getTime() + input.ttlSeconds * 1000),
   });
   return token;
+}
+
+/**
+ * Makes every unused link of these purposes dead (marked used, so it answers token_invalid).
+ * Returns the purposes of those that would still have worked, one entry per link.
+ */
+export async function revokeUserTokens(
+  db: DbOrTx,
+  userId: string,
+  purposes: UserTokenPurpose[],
+  now = new Date(),
+): Promise<UserTokenPurpose[]> {
+  const rows = await db
+    .update(userTokens)
+    .set({ usedAt: now })
+    .where(and(eq(userTokens.userId, userId), inArray(userTokens.purpose, purposes), isNull(userTokens.usedAt)))
+    .returning({ purpose: userTokens.purpose, expiresAt: userTokens.expiresAt });
+  return rows.filter((row) => row.expiresAt > now).map((row) => row.purpose);
 }
 
 export type ConsumeResult = { ok: true; token: UserToken } | { ok: false; code: 'token_invalid' | 'token_expired' };

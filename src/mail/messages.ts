@@ -13,8 +13,12 @@ function message(to: string, subject: string, intro: string, action: string, lin
   };
 }
 
+/**
+ * The token rides in the fragment: a browser never sends it to a server, so it stays out of the
+ * front end's access logs and out of Referer headers to whatever the page loads or links to.
+ */
 export function linkTo(appUrl: string, path: string, token: string): string {
-  return `${appUrl}/${path}?token=${encodeURIComponent(token)}`;
+  return `${appUrl}/${path}#token=${encodeURIComponent(token)}`;
 }
 
 export function confirmEmailMessage(to: string, link: string, ttlHours: number): MailMessage {
@@ -47,5 +51,32 @@ export function resetPasswordMessage(to: string, link: string, ttlMinutes: numbe
     'Choose a new password',
     link,
     `The link works once and expires in ${ttlMinutes} minutes. If you did not ask, ignore this message: your password is unchanged.`,
+  );
+}
+
+/**
+ * To the current address when a change to `newEmail` is asked for. It carries no link that could
+ * complete the change, and reads the same whether or not the new address could be used.
+ */
+export function emailChangeRequestedMessage(to: string, newEmail: string, appUrl: string): MailMessage {
+  return message(
+    to,
+    'A change of your email address was requested',
+    `Someone, probably you, asked to change the email address of your account to ${newEmail}. The change happens only when the link mailed to that address is used; until then this address stays in use.`,
+    'Go to your account',
+    appUrl,
+    'If this was not you, reset your password now: a password reset cancels the change and signs out every session.',
+  );
+}
+
+/** To the old address once an email change is done: the owner learns of it even if it was not them. */
+export function emailChangedMessage(to: string, newEmail: string, appUrl: string): MailMessage {
+  return message(
+    to,
+    'Your email address was changed',
+    `The email address of your account was changed to ${newEmail}. This address no longer signs in to it.`,
+    'Go to your account',
+    appUrl,
+    'If this was not you, contact your administrator at once: the account may have been taken over.',
   );
 }

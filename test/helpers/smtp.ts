@@ -52,9 +52,9 @@ export async function startSmtpServer(t: Test): Promise<Mailbox> {
   };
 }
 
-/** The token of the one link in a message, read from its plain-text part. */
+/** The token of the one link in a message, read from its plain-text part (links carry it as `#token=`). */
 export function tokenFrom(mail: ParsedMail, path: string): string {
-  const match = new RegExp(`/${path}\\?token=([A-Za-z0-9_-]+)`).exec(mail.text ?? '');
+  const match = new RegExp(`/${path}#token=([A-Za-z0-9_-]+)`).exec(mail.text ?? '');
   if (!match) throw new Error(`no ${path} link in: ${mail.text}`);
   return match[1]!;
 }

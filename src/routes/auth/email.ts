@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import { confirmEmail } from '../../domain/account.js';
-import { findUserByEmail } from '../../domain/users.js';
+import { findUserByEmail, findUserById } from '../../domain/users.js';
 import { problem } from '../../errors.js';
 import { perIp } from '../../plugins/rate-limit.js';
 import { BODY_PROBLEMS, problemResponses } from '../../schemas/problem.js';
@@ -9,14 +9,15 @@ import { Email, UserSchema, toUserView } from '../../schemas/user.js';
 import type { Gatehouse } from '../../services.js';
 import { normalizeEmailFields } from '../body-hooks.js';
 import { auditContext } from '../request-context.js';
-import { sendConfirmation, sendEmailChange } from './email-links.js';
+import { assertCurrentPassword } from './current-password.js';
+import { sendConfirmation, sendEmailChange, sendEmailChangedNotice } from './email-links.js';
 
 export const TokenBody = Type.Object({ token: Type.String({ minLength: 1, maxLength: 512 }) }, { additionalProperties: false });
 export const Accepted = Type.Object({ status: Type.Literal('accepted') }, { description: 'Accepted: a mail is on its way if there is anything to send' });
 const INVALID_CREDENTIALS = 'The password is wrong.';
 
 export const emailRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }> = async (app, { gatehouse }) => {
-  const { db, access, passwords } = gatehouse;
+  const { db, access } = gatehouse;
 
   app.post(
     '/email/confirm',
@@ -24,16 +25,19 @@ export const emailRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }> = 
       config: { public: true },
       schema: {
         summary: 'Confirm an email address with the token from the mailed link',
-        description: 'Confirms a sign-up address, or completes an email change (the answer shows the new address). Single use.',
+        description:
+          'Confirms a sign-up address, or completes an email change (the answer shows the new address; the old address is told). Single use.',
         tags: ['account'],
         body: TokenBody,
         response: { 200: Type.Object({ user: Type.Ref(UserSchema) }), ...problemResponses(...BODY_PROBLEMS, 409) },
       },
     },
     async (request) => {
-      const { userId, changedTo } = await confirmEmail(db, request.body.token);
+      const confirmation = await confirmEmail(db, request.body.token);
+      const { userId, changedTo, previousEmail } = confirmation;
       await access.changed(userId);
-      gatehouse.audit({ type: 'email_confirmed', ...auditContext(request), userId, detail: changedTo ? { newEmail: changedTo } : {} });
+      if (changedTo) sendEmailChangedNotice(gatehouse, { previousEmail, newEmail: changedTo });
+      gatehouse.audit({ type: 'email_confirmed', ...auditContext(request), userId, detail: changedTo ? { newEmail: changedTo, previousEmail } : {} });
       const current = await access.get(userId);
       if (!current) throw problem('token_invalid', 'This link is not valid, or has already been used.', { status: 400 });
       return { user: toUserView(current) };
@@ -66,25 +70,27 @@ export const emailRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }> = 
   app.post(
     '/email/change',
     {
-      config: { authenticated: true },
+      config: { authenticated: true, rateLimit: perIp(gatehouse.config.rateLimits.login) },
       preValidation: normalizeEmailFields('newEmail'),
       schema: {
         summary: 'Change the email address',
-        description: 'Mails a confirmation link to the new address; the email changes only when that link is used.',
+        description:
+          'Mails a confirmation link to the new address, and a notice to the current one; the email changes only when that link is used. ' +
+          'An address another account has gets the same 202 and no mail (the link never comes), so the answer does not tell whether an address is registered. ' +
+          'A wrong password counts toward the login lockout (429 login_locked).',
         tags: ['account'],
         body: Type.Object({ newEmail: Email, password: Type.String({ minLength: 1, maxLength: 1024 }) }, { additionalProperties: false }),
-        response: { 202: Accepted, ...problemResponses(...BODY_PROBLEMS, 401, 409) },
+        response: { 202: Accepted, ...problemResponses(...BODY_PROBLEMS, 401, 429) },
       },
     },
     async (request, reply) => {
-      const { user } = request.principal!.access;
       const { newEmail, password } = request.body;
-      const current = await findUserByEmail(db, user.email);
-      if (!current || !(await passwords.verify(password, current.passwordHash))) throw problem('invalid_credentials', INVALID_CREDENTIALS);
-      if (newEmail !== current.email && (await findUserByEmail(db, newEmail))) {
-        throw problem('email_taken', 'An account with this email already exists.');
-      }
-      sendEmailChange(gatehouse, { userId: current.id, newEmail });
+      const current = await findUserById(db, request.principal!.userId);
+      if (!current) throw problem('invalid_credentials', INVALID_CREDENTIALS);
+      await assertCurrentPassword(gatehouse, request, { user: current, password, action: 'email_change', wrongDetail: INVALID_CREDENTIALS });
+      // Whether the address is taken is decided after the answer, so it cannot show in it.
+      sendEmailChange(gatehouse, { userId: current.id, currentEmail: current.email, newEmail });
+      gatehouse.audit({ type: 'email_change_requested', ...auditContext(request), userId: current.id, detail: { newEmail } });
       return reply.code(202).send({ status: 'accepted' as const });
     },
   );

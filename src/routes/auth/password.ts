@@ -1,11 +1,10 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
-import { TOKEN_DETAILS, resetPassword } from '../../domain/account.js';
+import { TOKEN_DETAILS, changePassword, resetPassword } from '../../domain/account.js';
 import { clearLoginFailures } from '../../domain/login-lockout.js';
 import { assertPasswordPolicy } from '../../domain/password-policy.js';
 import { peekUserToken } from '../../domain/user-tokens.js';
-import { revokeUserSessions } from '../../domain/sessions.js';
-import { findUserByEmail, findUserById, updatePasswordHash } from '../../domain/users.js';
+import { findUserByEmail, findUserById } from '../../domain/users.js';
 import { problem } from '../../errors.js';
 import { perIp } from '../../plugins/rate-limit.js';
 import { BODY_PROBLEMS, problemResponses } from '../../schemas/problem.js';
@@ -13,10 +12,12 @@ import { Password } from '../../schemas/user.js';
 import type { Gatehouse } from '../../services.js';
 import { normalizeEmailFields } from '../body-hooks.js';
 import { auditContext } from '../request-context.js';
+import { assertCurrentPassword } from './current-password.js';
 import { sendPasswordReset } from './email-links.js';
 import { Accepted } from './email.js';
 
 const NoContent = Type.Null({ description: 'Done' });
+const WRONG_CURRENT = 'The current password is wrong.';
 
 export const passwordRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }> = async (app, { gatehouse }) => {
   const { db, access, passwords } = gatehouse;
@@ -50,7 +51,7 @@ export const passwordRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }>
       config: { public: true },
       schema: {
         summary: 'Set a new password with the token from the mailed link',
-        description: 'Single use. Logs the user out of every session.',
+        description: 'Single use. Logs the user out of every session, and ends every other reset link and a pending email change.',
         tags: ['account'],
         body: Type.Object({ token: Type.String({ minLength: 1, maxLength: 512 }), password: Password }, { additionalProperties: false }),
         response: { 204: NoContent, ...problemResponses(...BODY_PROBLEMS) },
@@ -62,10 +63,10 @@ export const passwordRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }>
       if (!peeked.ok) throw problem(peeked.code, TOKEN_DETAILS[peeked.code], { status: 400 });
       const owner = await findUserById(db, peeked.token.userId);
       assertPasswordPolicy(password, owner?.email);
-      const userId = await resetPassword(db, token, await passwords.hash(password));
+      const { userId, ...ended } = await resetPassword(db, token, await passwords.hash(password));
       if (owner) await clearLoginFailures(db, owner.email);
       await access.changed(userId);
-      gatehouse.audit({ type: 'password_reset', ...auditContext(request), userId });
+      gatehouse.audit({ type: 'password_reset', ...auditContext(request), userId, detail: { ...ended } });
       return reply.code(204).send(null);
     },
   );
@@ -73,29 +74,29 @@ export const passwordRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }>
   app.post(
     '/password/change',
     {
-      config: { authenticated: true },
+      config: { authenticated: true, rateLimit: perIp(gatehouse.config.rateLimits.login) },
       schema: {
         summary: 'Change the password',
-        description: 'Logs out every other session of the user; this one stays.',
+        description:
+          'Logs out every other session of the user (this one stays), and ends every reset link and a pending email change. A wrong current password counts toward the login lockout (429 login_locked).',
         tags: ['account'],
         body: Type.Object(
           { currentPassword: Type.String({ minLength: 1, maxLength: 1024 }), newPassword: Password },
           { additionalProperties: false },
         ),
-        response: { 204: NoContent, ...problemResponses(...BODY_PROBLEMS, 401) },
+        response: { 204: NoContent, ...problemResponses(...BODY_PROBLEMS, 401, 429) },
       },
     },
     async (request, reply) => {
       const { userId, sessionId } = request.principal!;
+      const { currentPassword, newPassword } = request.body;
       const user = await findUserById(db, userId);
-      if (!user || !(await passwords.verify(request.body.currentPassword, user.passwordHash))) {
-        throw problem('invalid_credentials', 'The current password is wrong.');
-      }
-      assertPasswordPolicy(request.body.newPassword, user.email);
-      await updatePasswordHash(db, userId, await passwords.hash(request.body.newPassword));
-      await revokeUserSessions(db, userId, 'password_change', sessionId);
+      if (!user) throw problem('invalid_credentials', WRONG_CURRENT);
+      await assertCurrentPassword(gatehouse, request, { user, password: currentPassword, action: 'password_change', wrongDetail: WRONG_CURRENT });
+      assertPasswordPolicy(newPassword, user.email);
+      const ended = await changePassword(db, { userId, passwordHash: await passwords.hash(newPassword), keepSessionId: sessionId });
       await access.changed(userId);
-      gatehouse.audit({ type: 'password_changed', ...auditContext(request), userId });
+      gatehouse.audit({ type: 'password_changed', ...auditContext(request), userId, detail: { ...ended } });
       return reply.code(204).send(null);
     },
   );

@@ -13,7 +13,8 @@ eachDatabase('sign-up mails a confirmation link that confirms the address once',
   t.match(mail.from?.text, /gh@example\.test/, 'sent from MAIL_FROM');
   t.ok(mail.html, 'has an HTML part');
   t.ok(mail.text, 'has a plain-text part');
-  t.match(mail.text, new RegExp(`${APP_URL}/confirm-email\\?token=`), 'the link points at APP_URL');
+  t.match(mail.text, new RegExp(`${APP_URL}/confirm-email#token=`), 'the link points at APP_URL, the token in the fragment');
+  t.notMatch(mail.text, /\?token=/, 'never in the query string');
   const token = tokenFrom(mail, 'confirm-email');
 
   const confirmed = await post(app, '/auth/email/confirm', { token });
@@ -84,16 +85,12 @@ eachDatabase('email change: mailed to the new address, applied only when its lin
   const mailbox = await startSmtpServer(t);
   const { app } = await buildTestApp(t, kind, { env: { SMTP_URL: mailbox.url } });
   const user = await registerUser(app);
-  const other = await registerUser(app);
   const headers = bearer(user.accessToken);
   const newEmail = uniqueEmail('moved');
 
   const wrong = await post(app, '/auth/email/change', { newEmail, password: 'not my password' }, headers);
   t.equal(wrong.statusCode, 401);
   t.equal(wrong.json().code, 'invalid_credentials');
-  const taken = await post(app, '/auth/email/change', { newEmail: other.email, password: PASSWORD }, headers);
-  t.equal(taken.statusCode, 409);
-  t.equal(taken.json().code, 'email_taken');
   t.equal((await post(app, '/auth/email/change', { newEmail, password: PASSWORD })).statusCode, 401, 'needs a token');
 
   const asked = await post(app, '/auth/email/change', { newEmail: ` ${newEmail.toUpperCase()} `, password: PASSWORD }, headers);
