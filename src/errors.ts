@@ -19,6 +19,7 @@ export const PROBLEMS = {
   weak_password: { status: 400, title: 'Password too weak' },
   csrf_failed: { status: 403, title: 'CSRF check failed' },
   permission_denied: { status: 403, title: 'Permission denied' },
+  exceeds_own_permissions: { status: 403, title: 'Exceeds your own permissions' },
   not_found: { status: 404, title: 'Not found' },
   method_not_allowed: { status: 405, title: 'Method not allowed' },
   email_taken: { status: 409, title: 'Email already registered' },
@@ -27,8 +28,12 @@ export const PROBLEMS = {
   role_in_use: { status: 409, title: 'Role still assigned' },
   built_in_role: { status: 409, title: 'Built-in role' },
   last_admin: { status: 409, title: 'Last active admin' },
+  // A parallel request changed the same roles, permissions or user first; retrying is safe.
+  concurrent_change: { status: 409, title: 'Changed concurrently' },
   payload_too_large: { status: 413, title: 'Payload too large' },
   unsupported_media_type: { status: 415, title: 'Unsupported media type' },
+  // A host app's own 4xx error, its status kept (given where raised): not one of ours to name.
+  http_error: { status: 400, title: 'Request failed' },
   rate_limited: { status: 429, title: 'Too many requests' },
   login_locked: { status: 429, title: 'Too many failed logins' },
   internal_error: { status: 500, title: 'Internal server error' },
@@ -50,7 +55,13 @@ export class ProblemError extends Error {
   constructor(
     readonly code: ProblemCode,
     readonly detail: string,
-    readonly extra: { errors?: FieldError[]; headers?: Record<string, string>; status?: number } = {},
+    readonly extra: {
+      errors?: FieldError[];
+      headers?: Record<string, string>;
+      status?: number;
+      /** Facts about the refusal for the audit log; never rendered in the response. */
+      data?: Record<string, unknown>;
+    } = {},
   ) {
     super(detail);
     this.status = extra.status ?? PROBLEMS[code].status;

@@ -5,13 +5,10 @@ import { ADMIN_ROLE } from '../db/seed.js';
 import { roles, userRoles, users, type User } from '../db/schema.js';
 import { problem } from '../errors.js';
 import { isUuid } from '../lib/uuid.js';
-import { roleIds } from './roles.js';
+import { assertGrantorHolds, lockAccessChanges, type Grantor } from './delegation.js';
+import { permissionsGrantedBy, roleIds } from './roles.js';
 import { revokeUserSessions } from './sessions.js';
 import { accessColumns, loadUserWithAccess, userWithAccessFrom, type DbOrTx, type Tx, type UserWithAccess } from './users.js';
-
-// Serializes every change that could remove an active admin, so two concurrent demotions cannot
-// both see "another admin is left".
-const ADMIN_CHANGE_LOCK = 4_718_201_339;
 
 interface Cursor {
   createdAt: string;
@@ -84,10 +81,6 @@ export async function listUsers(
   };
 }
 
-async function lockAdminChanges(tx: Tx): Promise<void> {
-  await tx.execute(sql`select pg_advisory_xact_lock(${ADMIN_CHANGE_LOCK})`);
-}
-
 async function isActiveAdmin(tx: Tx, userId: string): Promise<boolean> {
   const [row] = await tx
     .select({ id: users.id })
@@ -116,15 +109,28 @@ async function lockUser(tx: Tx, id: string): Promise<User> {
   return user;
 }
 
+/**
+ * Locks access changes (so two concurrent demotions cannot both see "another admin is left", and
+ * the grantor's rights cannot change under the check), then the target user, whose current access
+ * the grantor must hold all of to act on them at all: a user manager cannot disable an admin.
+ */
+async function lockTarget(tx: Tx, grantor: Grantor, id: string, what: string): Promise<UserWithAccess> {
+  await lockAccessChanges(tx);
+  await lockUser(tx, id);
+  const target = (await loadUserWithAccess(tx, id))!;
+  await assertGrantorHolds(tx, grantor, target.permissions, `${what} this user`);
+  return target;
+}
+
 /** Name and active flag. Deactivating logs the user out everywhere. */
 export async function updateUser(
   db: Db,
+  grantor: Grantor,
   id: string,
   input: { name?: string | null; active?: boolean },
 ): Promise<{ activeChanged: boolean }> {
   return db.transaction(async (tx) => {
-    if (input.active === false) await lockAdminChanges(tx);
-    const user = await lockUser(tx, id);
+    const { user } = await lockTarget(tx, grantor, id, 'change');
     if (input.active === false && user.active) {
       await assertNotLastAdmin(tx, id, 'deactivated');
       await revokeUserSessions(tx, id, 'user_disabled');
@@ -137,58 +143,39 @@ export async function updateUser(
   });
 }
 
-export async function deleteUser(db: Db, id: string): Promise<void> {
+export async function deleteUser(db: Db, grantor: Grantor, id: string): Promise<void> {
   await db.transaction(async (tx) => {
-    await lockAdminChanges(tx);
-    await lockUser(tx, id);
+    await lockTarget(tx, grantor, id, 'delete');
     await assertNotLastAdmin(tx, id, 'deleted');
     await tx.delete(users).where(eq(users.id, id));
   });
 }
 
-/** Replaces the user's roles with exactly these. */
-export async function setUserRoles(db: Db, id: string, names: readonly string[]): Promise<{ added: string[]; removed: string[] }> {
+/**
+ * Replaces the user's roles with exactly these. The grantor must hold everything the user holds
+ * now and every permission of each role added or removed.
+ */
+export async function setUserRoles(db: Db, grantor: Grantor, id: string, names: readonly string[]): Promise<{ added: string[]; removed: string[] }> {
   return db.transaction(async (tx) => {
-    await lockAdminChanges(tx);
-    await lockUser(tx, id);
+    const before = await lockTarget(tx, grantor, id, 'change the roles of');
     const ids = await roleIds(tx, names);
-    const before = await loadUserWithAccess(tx, id);
+    const wanted = new Set(names);
+    const held = new Set(before.roles);
+    const added = [...wanted].filter((r) => !held.has(r));
+    const removed = [...held].filter((r) => !wanted.has(r));
+    await assertGrantorHolds(tx, grantor, await permissionsGrantedBy(tx, [...added, ...removed]), `grant or take away the roles ${[...added, ...removed].join(', ')}`);
     const [admin] = await tx.select({ id: roles.id }).from(roles).where(eq(roles.name, ADMIN_ROLE));
     if (admin && !ids.includes(admin.id)) await assertNotLastAdmin(tx, id, `stripped of ${ADMIN_ROLE}`);
     await tx.delete(userRoles).where(eq(userRoles.userId, id));
     if (ids.length) await tx.insert(userRoles).values(ids.map((roleId) => ({ userId: id, roleId })));
-    const wanted = new Set(names);
-    const held = new Set(before?.roles ?? []);
-    return { added: [...wanted].filter((r) => !held.has(r)), removed: [...held].filter((r) => !wanted.has(r)) };
+    return { added, removed };
   });
 }
 
-/** Creates the user as an admin, or promotes the existing account with that email (its password unchanged). */
-export async function ensureAdmin(
-  db: Db,
-  input: { email: string; passwordHash: () => Promise<string> },
-): Promise<{ userId: string; created: boolean }> {
-  const passwordHash = await input.passwordHash();
+/** Logs the user out everywhere, for a grantor who holds everything the user holds; returns how many sessions ended. */
+export async function revokeSessionsOf(db: Db, grantor: Grantor, id: string): Promise<number> {
   return db.transaction(async (tx) => {
-    const [inserted] = await tx.insert(users).values({ email: input.email, passwordHash }).onConflictDoNothing({ target: users.email }).returning();
-    const [user] = inserted ? [inserted] : await tx.select().from(users).where(eq(users.email, input.email));
-    const assigned = await tx.select({ id: roles.id }).from(roles).where(inArray(roles.name, [ADMIN_ROLE, 'user']));
-    await tx
-      .insert(userRoles)
-      .values(assigned.map((r) => ({ userId: user!.id, roleId: r.id })))
-      .onConflictDoNothing();
-    if (!user!.active) await tx.update(users).set({ active: true }).where(eq(users.id, user!.id));
-    return { userId: user!.id, created: Boolean(inserted) };
+    await lockTarget(tx, grantor, id, 'log out');
+    return revokeUserSessions(tx, id, 'admin');
   });
-}
-
-export async function hasActiveAdmin(db: DbOrTx): Promise<boolean> {
-  const [row] = await db
-    .select({ id: users.id })
-    .from(users)
-    .innerJoin(userRoles, eq(userRoles.userId, users.id))
-    .innerJoin(roles, eq(roles.id, userRoles.roleId))
-    .where(and(eq(users.active, true), eq(roles.name, ADMIN_ROLE)))
-    .limit(1);
-  return Boolean(row);
 }

@@ -23,6 +23,7 @@ export const AUDIT_EVENT_TYPES = [
   'user_reactivated',
   'user_deleted',
   'sessions_revoked',
+  'grant_refused',
 ] as const;
 export type AuditEventType = (typeof AUDIT_EVENT_TYPES)[number];
 

@@ -3,6 +3,7 @@ import type { Db } from '../db/client.js';
 import { ADMIN_PERMISSIONS, ADMIN_ROLE, BUILT_IN_ROLES } from '../db/seed.js';
 import { permissions, rolePermissions, roles, userRoles } from '../db/schema.js';
 import { problem } from '../errors.js';
+import { assertGrantorHolds, lockAccessChanges, type Grantor } from './delegation.js';
 import { uniqueNames } from './names.js';
 import type { DbOrTx } from './users.js';
 
@@ -14,22 +15,27 @@ export interface RoleWithPermissions {
   createdAt: Date;
 }
 
-async function permissionsByRole(db: DbOrTx, roleIds: string[]): Promise<Map<string, string[]>> {
+const byName = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+
+/** The permissions each role grants; the admin role grants every permission there is. */
+async function permissionsByRole(db: DbOrTx, rows: readonly { id: string; name: string }[]): Promise<Map<string, string[]>> {
   const map = new Map<string, string[]>();
-  if (roleIds.length === 0) return map;
-  const rows = await db
+  if (rows.length === 0) return map;
+  const links = await db
     .select({ roleId: rolePermissions.roleId, name: permissions.name })
     .from(rolePermissions)
     .innerJoin(permissions, eq(permissions.id, rolePermissions.permissionId))
-    .where(inArray(rolePermissions.roleId, roleIds))
-    .orderBy(asc(permissions.name));
-  for (const row of rows) map.set(row.roleId, [...(map.get(row.roleId) ?? []), row.name]);
+    .where(inArray(rolePermissions.roleId, rows.map((r) => r.id)));
+  for (const link of links) map.set(link.roleId, [...(map.get(link.roleId) ?? []), link.name]);
+  const admin = rows.find((r) => r.name === ADMIN_ROLE);
+  if (admin) map.set(admin.id, (await db.select({ name: permissions.name }).from(permissions)).map((p) => p.name));
+  for (const names of map.values()) names.sort(byName);
   return map;
 }
 
 export async function listRoles(db: DbOrTx): Promise<RoleWithPermissions[]> {
   const rows = await db.select().from(roles).orderBy(asc(roles.name));
-  const granted = await permissionsByRole(db, rows.map((r) => r.id));
+  const granted = await permissionsByRole(db, rows);
   return rows.map((r) => ({
     name: r.name,
     description: r.description,
@@ -42,8 +48,15 @@ export async function listRoles(db: DbOrTx): Promise<RoleWithPermissions[]> {
 export async function getRole(db: DbOrTx, name: string): Promise<RoleWithPermissions> {
   const [role] = await db.select().from(roles).where(eq(roles.name, name));
   if (!role) throw problem('not_found', `No role named ${name}.`);
-  const granted = await permissionsByRole(db, [role.id]);
+  const granted = await permissionsByRole(db, [role]);
   return { name: role.name, description: role.description, permissions: granted.get(role.id) ?? [], builtIn: Object.hasOwn(BUILT_IN_ROLES, role.name), createdAt: role.createdAt };
+}
+
+/** Every permission the named roles grant between them (unknown names grant nothing). */
+export async function permissionsGrantedBy(db: DbOrTx, names: readonly string[]): Promise<string[]> {
+  if (names.length === 0) return [];
+  const rows = await db.select({ id: roles.id, name: roles.name }).from(roles).where(inArray(roles.name, [...names]));
+  return [...new Set([...(await permissionsByRole(db, rows)).values()].flat())];
 }
 
 /** Ids of the named roles or permissions; any unknown name is a 400 that lists them all. */
@@ -64,9 +77,11 @@ async function idsByName(db: DbOrTx, table: typeof roles | typeof permissions, n
 export const permissionIds = (db: DbOrTx, names: readonly string[]) => idsByName(db, permissions, names);
 export const roleIds = (db: DbOrTx, names: readonly string[]) => idsByName(db, roles, names);
 
-export async function createRole(db: Db, input: { name: string; description?: string; permissions?: string[] }): Promise<RoleWithPermissions> {
+export async function createRole(db: Db, grantor: Grantor, input: { name: string; description?: string; permissions?: string[] }): Promise<RoleWithPermissions> {
   return db.transaction(async (tx) => {
+    await lockAccessChanges(tx);
     const ids = await permissionIds(tx, input.permissions ?? []);
+    await assertGrantorHolds(tx, grantor, input.permissions ?? [], `create a role that grants ${uniqueNames(input.permissions ?? []).join(', ')}`);
     const [role] = await tx
       .insert(roles)
       .values({ name: input.name, description: input.description ?? null })
@@ -86,12 +101,17 @@ export async function updateRole(db: Db, name: string, input: { description?: st
   return getRole(db, name);
 }
 
-/** Deletes a role. Built-in roles stay; a role still held by users needs `force`. */
-export async function deleteRole(db: Db, name: string, force: boolean): Promise<void> {
+/**
+ * Deletes a role. Built-in roles stay; a role still held by users needs `force`. Deleting takes
+ * the role's permissions from its holders: the grantor must hold them.
+ */
+export async function deleteRole(db: Db, grantor: Grantor, name: string, force: boolean): Promise<void> {
   if (Object.hasOwn(BUILT_IN_ROLES, name)) throw problem('built_in_role', `The built-in role ${name} cannot be deleted.`);
   await db.transaction(async (tx) => {
+    await lockAccessChanges(tx);
     const [role] = await tx.select().from(roles).where(eq(roles.name, name)).for('update');
     if (!role) throw problem('not_found', `No role named ${name}.`);
+    await assertGrantorHolds(tx, grantor, (await permissionsByRole(tx, [role])).get(role.id) ?? [], `delete the role ${name}`);
     if (!force) {
       const [holder] = await tx.select({ userId: userRoles.userId }).from(userRoles).where(eq(userRoles.roleId, role.id)).limit(1);
       if (holder) throw problem('role_in_use', `The role ${name} is still assigned; delete with ?force=true to remove it from its users.`);
@@ -100,18 +120,25 @@ export async function deleteRole(db: Db, name: string, force: boolean): Promise<
   });
 }
 
-/** Replaces a role's permissions. `admin` keeps every admin permission whatever is asked. */
-export async function setRolePermissions(db: Db, name: string, names: readonly string[]): Promise<RoleWithPermissions> {
-  if (name === ADMIN_ROLE) {
-    const dropped = ADMIN_PERMISSIONS.filter((p) => !names.includes(p));
-    if (dropped.length) {
-      throw problem('built_in_role', `The admin role always keeps ${dropped.join(', ')}.`);
-    }
-  }
+/**
+ * Replaces a role's permissions; the grantor must hold every permission added or removed. The
+ * admin role holds every permission by definition: asking it for less is refused.
+ */
+export async function setRolePermissions(db: Db, grantor: Grantor, name: string, names: readonly string[]): Promise<RoleWithPermissions> {
   return db.transaction(async (tx) => {
+    await lockAccessChanges(tx);
     const [role] = await tx.select().from(roles).where(eq(roles.name, name)).for('update');
     if (!role) throw problem('not_found', `No role named ${name}.`);
     const ids = await permissionIds(tx, names);
+    const current = (await permissionsByRole(tx, [role])).get(role.id) ?? [];
+    const wanted = new Set(names);
+    if (name === ADMIN_ROLE) {
+      const dropped = current.filter((p) => !wanted.has(p));
+      if (dropped.length) throw problem('built_in_role', `The admin role holds every permission; it cannot lose ${dropped.join(', ')}.`);
+      return getRole(tx, name);
+    }
+    const changed = [...current.filter((p) => !wanted.has(p)), ...[...wanted].filter((p) => !current.includes(p))];
+    await assertGrantorHolds(tx, grantor, changed, `change ${changed.join(', ')} on the role ${name}`);
     await tx
       .delete(rolePermissions)
       .where(and(eq(rolePermissions.roleId, role.id), ids.length ? notInArray(rolePermissions.permissionId, ids) : sql`true`));
@@ -136,10 +163,16 @@ export async function createPermission(db: Db, input: { name: string; descriptio
   return created;
 }
 
-export async function deletePermission(db: Db, name: string): Promise<void> {
+/** Deletes a permission, taking it from every role: the grantor must hold it. */
+export async function deletePermission(db: Db, grantor: Grantor, name: string): Promise<void> {
   if ((ADMIN_PERMISSIONS as readonly string[]).includes(name)) {
     throw problem('built_in_role', `${name} guards the admin API and cannot be deleted.`);
   }
-  const deleted = await db.delete(permissions).where(eq(permissions.name, name)).returning({ id: permissions.id });
-  if (deleted.length === 0) throw problem('not_found', `No permission named ${name}.`);
+  await db.transaction(async (tx) => {
+    await lockAccessChanges(tx);
+    const [permission] = await tx.select({ id: permissions.id }).from(permissions).where(eq(permissions.name, name)).for('update');
+    if (!permission) throw problem('not_found', `No permission named ${name}.`);
+    await assertGrantorHolds(tx, grantor, [name], `delete the permission ${name}`);
+    await tx.delete(permissions).where(eq(permissions.id, permission.id));
+  });
 }

@@ -1,7 +1,7 @@
 import { eq, sql } from 'drizzle-orm';
 import type { Db } from '../db/client.js';
 import { fromRow, queryRows } from '../db/rows.js';
-import { DEFAULT_ROLE } from '../db/seed.js';
+import { ADMIN_ROLE, DEFAULT_ROLE } from '../db/seed.js';
 import { roles, userRoles, users, type User } from '../db/schema.js';
 
 export type Tx = Parameters<Parameters<Db['transaction']>[0]>[0];
@@ -52,15 +52,18 @@ export interface AuthorizationState extends UserWithAccess {
 
 /**
  * The role names of the user in scope as `users`, and the union of those roles' permissions, both
- * sorted as JS sorts: for selects of users that need their access too.
+ * sorted as JS sorts: for selects of users that need their access too. The admin role is the
+ * superuser: it holds every permission, including those created after it.
  */
 export const accessColumns = sql`
   array(select r.name from user_roles ur join roles r on r.id = ur.role_id
         where ur.user_id = users.id order by r.name collate "C") as roles,
-  array(select distinct p.name collate "C" from user_roles ur
-          join role_permissions rp on rp.role_id = ur.role_id
-          join permissions p on p.id = rp.permission_id
-        where ur.user_id = users.id order by 1) as permissions`;
+  array(select p.name collate "C" from permissions p
+        where exists (select 1 from user_roles ur join role_permissions rp on rp.role_id = ur.role_id
+                      where ur.user_id = users.id and rp.permission_id = p.id)
+           or exists (select 1 from user_roles ur join roles r on r.id = ur.role_id
+                      where ur.user_id = users.id and r.name = ${ADMIN_ROLE})
+        order by 1) as permissions`;
 
 /**
  * The columns of an AuthorizationState, for a select with the user's row in scope as `users`: the

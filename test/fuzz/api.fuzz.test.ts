@@ -5,7 +5,7 @@ import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fas
 import tap from 'tap';
 import { buildApp } from '../../src/app.js';
 import { refreshTokens, userTokens } from '../../src/db/schema.js';
-import { ensureAdmin } from '../../src/domain/admin-users.js';
+import { ensureAdmin } from '../../src/domain/admin-bootstrap.js';
 import { createPermission, createRole } from '../../src/domain/roles.js';
 import { issueUserToken } from '../../src/domain/user-tokens.js';
 import { createLogger } from '../../src/logger.js';
@@ -519,8 +519,8 @@ class FuzzApp {
     const fuzz = new FuzzApp(app, errorLogs);
     const { db } = app.gatehouse;
     await createPermission(db, { name: 'fuzz.perm' });
-    await createRole(db, { name: 'fuzz.role', permissions: ['fuzz.perm'] });
-    await createRole(db, { name: 'fuzz.unused' });
+    await createRole(db, 'system', { name: 'fuzz.role', permissions: ['fuzz.perm'] });
+    await createRole(db, 'system', { name: 'fuzz.unused' });
     fuzz.user = await fuzz.newUser();
     fuzz.admin = await fuzz.newAdmin();
     return fuzz;
@@ -572,7 +572,7 @@ class FuzzApp {
   private async newAdmin(): Promise<Actor> {
     const { db, passwords } = this.app.gatehouse;
     const email = uniqueEmail('fuzz-admin');
-    await ensureAdmin(db, { email, passwordHash: () => passwords.hash(PASSWORD) });
+    await ensureAdmin(db, { email, password: PASSWORD, passwords });
     const signedIn = await this.signIn(email);
     if (!signedIn) throw new Error('fuzz: a new admin cannot log in');
     return this.withMailTokens({ email, ...signedIn });

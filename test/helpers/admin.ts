@@ -1,5 +1,6 @@
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
-import { ensureAdmin, setUserRoles } from '../../src/domain/admin-users.js';
+import { ensureAdmin } from '../../src/domain/admin-bootstrap.js';
+import { setUserRoles } from '../../src/domain/admin-users.js';
 import { createRole } from '../../src/domain/roles.js';
 import type { AdminUserView } from '../../src/schemas/admin.js';
 import { PASSWORD, bearer, login, registerUser, uniqueEmail } from './users.js';
@@ -26,14 +27,14 @@ function actor(tokens: { accessToken: string; refreshToken?: string; user: { id:
 /** An admin (roles admin and user), made the way create-admin makes one, then logged in over HTTP. */
 export async function adminToken(app: FastifyInstance, email = uniqueEmail('admin')): Promise<Actor> {
   const { db, passwords } = app.gatehouse;
-  await ensureAdmin(db, { email, passwordHash: () => passwords.hash(PASSWORD) });
+  await ensureAdmin(db, { email, password: PASSWORD, passwords });
   return actor(await login(app, email), email);
 }
 
 /** A registered, signed-in user holding exactly `roles` (which must exist). */
 export async function userWithRoles(app: FastifyInstance, roles: string[], input: { email?: string; name?: string } = {}): Promise<Actor> {
   const registered = await registerUser(app, input);
-  await setUserRoles(app.gatehouse.db, registered.user.id, roles);
+  await setUserRoles(app.gatehouse.db, 'system', registered.user.id, roles);
   await app.gatehouse.access.changed(registered.user.id);
   return actor(registered, registered.email);
 }
@@ -44,7 +45,7 @@ let roleCounter = 0;
 export async function roleGranting(app: FastifyInstance, permissions: string[]): Promise<string> {
   roleCounter += 1;
   const name = `grants.${roleCounter}.${process.pid}`;
-  await createRole(app.gatehouse.db, { name, permissions });
+  await createRole(app.gatehouse.db, 'system', { name, permissions });
   return name;
 }
 

@@ -47,7 +47,7 @@ async function buildHostApp(t: Test, kind: DatabaseKind, database?: Database): P
   await createPermission(db, { name: 'p' });
   await createPermission(db, { name: 'q' });
   for (const [name, permissions] of [['red', []], ['blue', []], ['gives-p', ['p']], ['gives-q', ['q']]] as const) {
-    await createRole(db, { name, permissions: [...permissions] });
+    await createRole(db, 'system', { name, permissions: [...permissions] });
   }
   return app;
 }

@@ -2,6 +2,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import { problem } from '../../errors.js';
 import type { Gatehouse } from '../../services.js';
 import { adminAuditRoutes } from './audit.js';
+import { auditGrantRefusals } from './grant-refusals.js';
 import { adminPermissionRoutes } from './permissions.js';
 import { adminRoleRoutes } from './roles.js';
 import { adminUserRoutes } from './users.js';
@@ -16,6 +17,7 @@ export const adminRoutes: FastifyPluginAsync<{ gatehouse: Gatehouse }> = async (
   app.setNotFoundHandler((request) => {
     throw problem('not_found', `No route ${request.method} ${request.url.split('?')[0]}.`);
   });
+  auditGrantRefusals(app, gatehouse);
   for (const routes of [adminUserRoutes, adminRoleRoutes, adminPermissionRoutes, adminAuditRoutes]) {
     await app.register(routes, { gatehouse });
   }

@@ -4,6 +4,7 @@ import { EVERYONE } from '../../domain/access-cache.js';
 import { createPermission, deletePermission, listPermissions } from '../../domain/roles.js';
 import { PermissionName, PermissionSchema, RoleParams, toPermissionView } from '../../schemas/admin.js';
 import { BODY_PROBLEMS, problemResponses } from '../../schemas/problem.js';
+import { grantorOf } from '../grantor.js';
 import type { Gatehouse } from '../../services.js';
 
 const CreateBody = Type.Object({ name: PermissionName, description: Type.Optional(Type.String({ maxLength: 500 })) }, { additionalProperties: false });
@@ -27,7 +28,12 @@ export const adminPermissionRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gateh
       config: { permissionsRequired: ['roles:write'] },
       schema: { summary: 'Create a permission', tags: ['admin'], body: CreateBody, response: { 201: PermissionRef, ...problemResponses(...BODY_PROBLEMS, 401, 403, 409) } },
     },
-    async (request, reply) => reply.code(201).send(toPermissionView(await createPermission(db, request.body))),
+    async (request, reply) => {
+      const created = await createPermission(db, request.body);
+      // Admins hold every permission, the new one included.
+      await access.changed(EVERYONE);
+      return reply.code(201).send(toPermissionView(created));
+    },
   );
 
   app.delete(
@@ -42,7 +48,7 @@ export const adminPermissionRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gateh
       },
     },
     async (request, reply) => {
-      await deletePermission(db, request.params.name);
+      await deletePermission(db, grantorOf(request), request.params.name);
       await access.changed(EVERYONE);
       return reply.code(204).send(null);
     },

@@ -5,6 +5,7 @@ import { createRole, deleteRole, getRole, listRoles, setRolePermissions, updateR
 import { NameList, RoleName, RoleParams, RoleSchema, toRoleView } from '../../schemas/admin.js';
 import { BODY_PROBLEMS, problemResponses } from '../../schemas/problem.js';
 import type { Gatehouse } from '../../services.js';
+import { grantorOf } from '../grantor.js';
 import { auditContext } from '../request-context.js';
 
 const Description = Type.String({ maxLength: 500 });
@@ -39,7 +40,7 @@ export const adminRoleRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }
       schema: { summary: 'Create a role', tags: ['admin'], body: CreateBody, response: { 201: RoleRef, ...problemResponses(...BODY_PROBLEMS, 401, 403, 409) } },
     },
     async (request, reply) => {
-      const role = await createRole(db, request.body);
+      const role = await createRole(db, grantorOf(request), request.body);
       return reply.code(201).send(toRoleView(role));
     },
   );
@@ -82,7 +83,7 @@ export const adminRoleRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }
       },
     },
     async (request, reply) => {
-      await deleteRole(db, request.params.name, request.query.force);
+      await deleteRole(db, grantorOf(request), request.params.name, request.query.force);
       await access.changed(EVERYONE);
       return reply.code(204).send(null);
     },
@@ -101,7 +102,7 @@ export const adminRoleRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }
       },
     },
     async (request) => {
-      const role = await setRolePermissions(db, request.params.name, request.body.permissions);
+      const role = await setRolePermissions(db, grantorOf(request), request.params.name, request.body.permissions);
       // Every holder of the role is affected: drop every cached entry.
       await access.changed(EVERYONE);
       gatehouse.audit({ type: 'role_permissions_changed', ...auditContext(request), detail: { role: role.name, permissions: role.permissions } });

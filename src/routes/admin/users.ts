@@ -1,12 +1,12 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
-import { deleteUser, listUsers, setUserRoles, updateUser } from '../../domain/admin-users.js';
-import { revokeUserSessions } from '../../domain/sessions.js';
+import { deleteUser, listUsers, revokeSessionsOf, setUserRoles, updateUser } from '../../domain/admin-users.js';
 import { loadUserWithAccess } from '../../domain/users.js';
 import { problem } from '../../errors.js';
 import { AdminUserSchema, NameList, RoleName, UserId, toAdminUserView } from '../../schemas/admin.js';
 import { BODY_PROBLEMS, problemResponses } from '../../schemas/problem.js';
 import type { Gatehouse } from '../../services.js';
+import { grantorOf } from '../grantor.js';
 import { auditContext } from '../request-context.js';
 
 const ListQuery = Type.Object(
@@ -77,7 +77,7 @@ export const adminUserRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }
       },
     },
     async (request) => {
-      const { activeChanged } = await updateUser(db, request.params.id, request.body);
+      const { activeChanged } = await updateUser(db, grantorOf(request), request.params.id, request.body);
       await access.changed(request.params.id);
       if (activeChanged) {
         gatehouse.audit({ type: request.body.active ? 'user_reactivated' : 'user_deactivated', ...auditContext(request), userId: request.params.id });
@@ -98,7 +98,7 @@ export const adminUserRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }
       },
     },
     async (request, reply) => {
-      await deleteUser(db, request.params.id);
+      await deleteUser(db, grantorOf(request), request.params.id);
       await access.changed(request.params.id);
       gatehouse.audit({ type: 'user_deleted', ...auditContext(request), userId: request.params.id });
       return reply.code(204).send(null);
@@ -118,7 +118,7 @@ export const adminUserRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }
       },
     },
     async (request) => {
-      const { added, removed } = await setUserRoles(db, request.params.id, request.body.roles);
+      const { added, removed } = await setUserRoles(db, grantorOf(request), request.params.id, request.body.roles);
       await access.changed(request.params.id);
       const context = { ...auditContext(request), userId: request.params.id };
       for (const role of added) gatehouse.audit({ type: 'role_assigned', ...context, detail: { role } });
@@ -139,8 +139,7 @@ export const adminUserRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }
       },
     },
     async (request, reply) => {
-      await view(request.params.id);
-      const revoked = await revokeUserSessions(db, request.params.id, 'admin');
+      const revoked = await revokeSessionsOf(db, grantorOf(request), request.params.id);
       await access.changed(request.params.id);
       gatehouse.audit({ type: 'sessions_revoked', ...auditContext(request), userId: request.params.id, detail: { sessions: revoked } });
       return reply.code(204).send(null);

@@ -1,4 +1,5 @@
 import { users } from '../../../src/db/schema.js';
+import { ADMIN_PERMISSIONS } from '../../../src/db/seed.js';
 import { buildTestApp, eachDatabase } from '../../helpers/app.js';
 import { adminToken, roleGranting, send, userWithPermissions, userWithRoles, type Actor, type AdminUserView } from '../../helpers/admin.js';
 import { assertProblem } from '../../helpers/problems.js';
@@ -355,8 +356,9 @@ eachDatabase('racing changes to the only two admins always leave exactly one adm
   const { app } = await buildTestApp(t, kind);
   const first = await adminToken(app);
   const second = await adminToken(app);
-  // Not an admin itself, so both requests surely pass the access check and race in the domain.
-  const operator = await userWithPermissions(app, ['users:read', 'users:write', 'users:delete', 'roles:assign']);
+  // Not an admin itself, so both requests surely pass the access check and race in the domain; it
+  // holds every permission there is, as it must to act on admins.
+  const operator = await userWithPermissions(app, [...ADMIN_PERMISSIONS, 'read', 'write', 'delete']);
   const demote = (who: Actor) => send(app, operator, 'PUT', `/admin/users/${who.userId}/roles`, { roles: ['user'] });
   const deactivate = (who: Actor) => send(app, operator, 'PATCH', `/admin/users/${who.userId}`, { active: false });
   const remove = (who: Actor) => send(app, operator, 'DELETE', `/admin/users/${who.userId}`);
