@@ -27,6 +27,7 @@ eachDatabase('every kind of security event lands in the audit log once, and neve
   const second = await login(app, subject.email); // login_succeeded
   await post(app, '/auth/logout', undefined, bearer(second.accessToken)); // logout
   await post(app, '/auth/password/change', { currentPassword: PASSWORD, newPassword: 'a changed passphrase' }, headers); // password_changed
+  await post(app, '/auth/email/change', { newEmail: uniqueEmail('moved'), password: 'a changed passphrase' }, headers); // email_change_requested
   await post(app, '/auth/password/forgot', { email: subject.email });
   const reset = tokenFrom(await mailbox.waitFor(subject.email, /reset/i), 'reset-password');
   await post(app, '/auth/password/reset', { token: reset, password: 'a reset passphrase!' }); // password_reset
