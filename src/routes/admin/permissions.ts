@@ -26,7 +26,13 @@ export const adminPermissionRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gateh
     '/permissions',
     {
       config: { permissionsRequired: ['roles:write'] },
-      schema: { summary: 'Create a permission', tags: ['admin'], body: CreateBody, response: { 201: PermissionRef, ...problemResponses(...BODY_PROBLEMS, 401, 403, 409) } },
+      schema: {
+        summary: 'Create a permission',
+        description: 'The admin role holds it at once, as it holds every permission.',
+        tags: ['admin'],
+        body: CreateBody,
+        response: { 201: PermissionRef, ...problemResponses(...BODY_PROBLEMS, 401, 403, 409) },
+      },
     },
     async (request, reply) => {
       const created = await createPermission(db, request.body);
@@ -42,6 +48,7 @@ export const adminPermissionRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gateh
       config: { permissionsRequired: ['roles:write'] },
       schema: {
         summary: 'Delete a permission, taking it from every role',
+        description: 'You must hold the permission yourself (403 exceeds_own_permissions otherwise).',
         tags: ['admin'],
         params: RoleParams,
         response: { 204: Type.Null({ description: 'Deleted' }), ...problemResponses(401, 403, 404, 409) },

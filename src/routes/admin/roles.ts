@@ -37,7 +37,13 @@ export const adminRoleRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }
     '/roles',
     {
       config: { permissionsRequired: ['roles:write'] },
-      schema: { summary: 'Create a role', tags: ['admin'], body: CreateBody, response: { 201: RoleRef, ...problemResponses(...BODY_PROBLEMS, 401, 403, 409) } },
+      schema: {
+        summary: 'Create a role',
+        description: 'The role may grant only permissions you hold yourself (403 exceeds_own_permissions otherwise).',
+        tags: ['admin'],
+        body: CreateBody,
+        response: { 201: RoleRef, ...problemResponses(...BODY_PROBLEMS, 401, 403, 409) },
+      },
     },
     async (request, reply) => {
       const role = await createRole(db, grantorOf(request), request.body);
@@ -75,7 +81,8 @@ export const adminRoleRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }
       config: { permissionsRequired: ['roles:write'] },
       schema: {
         summary: 'Delete a role',
-        description: 'A role still assigned answers 409 role_in_use unless ?force=true; built-in roles are never deleted.',
+        description:
+          'A role still assigned answers 409 role_in_use unless ?force=true; built-in roles are never deleted. Deleting takes its permissions from its holders: you must hold them all (403 exceeds_own_permissions otherwise).',
         tags: ['admin'],
         params: RoleParams,
         querystring: DeleteQuery,
@@ -95,6 +102,7 @@ export const adminRoleRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }
       config: { permissionsRequired: ['roles:write'] },
       schema: {
         summary: "Replace a role's permissions",
+        description: 'You can add or remove only permissions you hold yourself (403 exceeds_own_permissions, naming what you lack; nothing changes). The admin role holds every permission and cannot lose any (409 built_in_role).',
         tags: ['admin'],
         params: RoleParams,
         body: PermissionsBody,

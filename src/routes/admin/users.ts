@@ -70,6 +70,7 @@ export const adminUserRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }
       config: { permissionsRequired: ['users:write'] },
       schema: {
         summary: 'Rename, deactivate or reactivate a user',
+        description: 'You can act only on a user whose every permission you hold yourself (403 exceeds_own_permissions otherwise).',
         tags: ['admin'],
         params: UserId,
         body: PatchBody,
@@ -92,6 +93,7 @@ export const adminUserRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }
       config: { permissionsRequired: ['users:delete'] },
       schema: {
         summary: 'Delete a user and all their sessions',
+        description: 'You can act only on a user whose every permission you hold yourself (403 exceeds_own_permissions otherwise).',
         tags: ['admin'],
         params: UserId,
         response: { 204: Type.Null({ description: 'Deleted' }), ...problemResponses(400, 401, 403, 404, 409) },
@@ -111,6 +113,8 @@ export const adminUserRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }
       config: { permissionsRequired: ['roles:assign'] },
       schema: {
         summary: "Replace a user's roles",
+        description:
+          'You can change the roles only of a user whose every permission you hold, and add or remove only roles whose every permission you hold (403 exceeds_own_permissions, naming what you lack; nothing changes).',
         tags: ['admin'],
         params: UserId,
         body: RolesBody,
@@ -133,6 +137,7 @@ export const adminUserRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }
       config: { permissionsRequired: ['users:write'] },
       schema: {
         summary: 'Log a user out everywhere',
+        description: 'You can act only on a user whose every permission you hold yourself (403 exceeds_own_permissions otherwise).',
         tags: ['admin'],
         params: UserId,
         response: { 204: Type.Null({ description: 'Every session revoked' }), ...READ_PROBLEMS },
