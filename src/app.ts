@@ -59,6 +59,6 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
   await app.register(errorsPlugin);
   await app.register(httpHardeningPlugin, { config });
   await app.register(openapiPlugin);
-  await app.register(gatehousePlugin, { config, database: options.database });
+  await app.register(gatehousePlugin, { config, database: options.database, undeclaredRoutes: 'fail' });
   return app;
 }

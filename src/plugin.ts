@@ -7,7 +7,7 @@ import { ensureAdmin, hasActiveAdmin } from './domain/admin-bootstrap.js';
 import { normalizeEmail } from './domain/email.js';
 import { authPlugin } from './plugins/auth.js';
 import { errorsPlugin } from './plugins/errors.js';
-import { permissionsPlugin } from './plugins/permissions.js';
+import { permissionsPlugin, type UndeclaredRoutes } from './plugins/permissions.js';
 import { useRateLimits } from './plugins/rate-limit.js';
 import { useStrictBodyValidation } from './plugins/validation.js';
 import { adminRoutes } from './routes/admin/index.js';
@@ -27,6 +27,14 @@ export interface GatehouseOptions {
   database?: Database;
   /** Where Gatehouse's routes are mounted, e.g. '/identity'. Default: the root. */
   prefix?: string;
+  /**
+   * What happens at ready to a route of the app with neither an access rule in its `config`
+   * (`authenticated`, `rolesRequired`, ...) nor `config.public: true`: 'fail' rejects ready with an
+   * error naming the routes, 'warn' logs each of them once, 'allow' says nothing. A route
+   * registered before this plugin is judged at its first request instead, and under 'fail' is
+   * refused with a 500 rather than served. Default: 'warn' (buildApp's server uses 'fail').
+   */
+  undeclaredRoutes?: UndeclaredRoutes;
 }
 
 declare module 'fastify' {
@@ -77,7 +85,7 @@ export const gatehousePlugin = fp(
       if (!app.getSchema(schema.$id!)) app.addSchema(schema);
     }
     await app.register(authPlugin, { gatehouse });
-    await app.register(permissionsPlugin);
+    await app.register(permissionsPlugin, { undeclaredRoutes: options.undeclaredRoutes ?? 'warn' });
 
     await app.register(
       async (scope) => {

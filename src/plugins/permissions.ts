@@ -106,24 +106,41 @@ function documentRule(routeOptions: RouteOptions, rule: AccessRule): void {
   routeOptions.schema = schema as RouteOptions['schema'];
 }
 
+/** What Gatehouse does at ready about a host route with neither an access rule nor `public: true`. */
+export type UndeclaredRoutes = 'fail' | 'warn' | 'allow';
+
+/**
+ * Written on a route's config, read by the root guard: 'checked' when the route's own check was
+ * injected, 'seen' when the onRoute hook saw it without a rule (judged at ready), else the guard's
+ * cached verdict. A symbol, so neither a host nor a serializer can set or see it.
+ */
+const GUARD = Symbol('gatehouse.guard');
+type Verdict = 'pass' | onRequestHookHandler;
+type Guarded = { [GUARD]?: 'checked' | 'seen' | Verdict; url?: string; method?: string | string[] } & AccessRule & { public?: boolean };
+
+function routeLabel(method: string | string[] | undefined, url: string): string {
+  return `${Array.isArray(method) ? method.join(',') : method} ${url}`;
+}
+
 /**
  * Adds one shared onRequest check to every route that declares a rule. It runs before the body is
  * parsed and validated, so an anonymous request with a bad body still gets 401, not 400.
+ *
+ * A host may register routes before the plugin, where no onRoute hook of ours sees them. A root
+ * onRequest guard covers those: Fastify adds a lifecycle hook to every context already created
+ * as well as to the ones created later, so it reaches routes of any order and any encapsulation.
  */
 export const permissionsPlugin = fp(
-  async (app: FastifyInstance) => {
-    app.addHook('onRoute', (routeOptions) => {
-      const rule = ruleOf(routeOptions.config);
-      if (!rule) return;
-      documentRule(routeOptions, rule);
+  async (app: FastifyInstance, { undeclaredRoutes = 'warn' }: { undeclaredRoutes?: UndeclaredRoutes }) => {
+    // Callback style, with no promise at all when the caller is in the authorization cache: the
+    // check runs on every protected request, and most of its cost was the async plumbing.
+    const checkFor = (rule: AccessRule): onRequestHookHandler => {
       const authorize = (request: FastifyRequest, principal: Principal): Error | undefined => {
         request.principal = principal;
         const missing = missingFor(rule, principal.access.roles, principal.access.permissions);
         return missing.length ? problem('permission_denied', `Missing ${missing.join('; ')}.`) : undefined;
       };
-      // Callback style, with no promise at all when the caller is in the authorization cache: the
-      // check runs on every protected request, and most of its cost was the async plumbing.
-      const check: onRequestHookHandler = function checkAccess(request, _reply, done) {
+      return function checkAccess(request, _reply, done) {
         let cached: Principal | undefined;
         try {
           cached = app.authenticateFromCache(request);
@@ -133,9 +150,66 @@ export const permissionsPlugin = fp(
         if (cached) return done(authorize(request, cached));
         app.authenticate(request).then((principal) => done(authorize(request, principal)), done);
       };
+    };
+
+    const seen: RouteAccess[] = [];
+    app.addHook('onRoute', (routeOptions) => {
+      seen.push(...routeAccessOf(routeOptions));
+      const rule = ruleOf(routeOptions.config);
+      // A copy: a config literal shared by a route registered before the plugin must stay unmarked.
+      routeOptions.config = { ...routeOptions.config, [GUARD]: rule ? 'checked' : 'seen' } as typeof routeOptions.config;
+      if (!rule) return;
+      documentRule(routeOptions, rule);
       const existing = routeOptions.onRequest;
-      routeOptions.onRequest = [check, ...(existing ? (Array.isArray(existing) ? existing : [existing]) : [])];
+      routeOptions.onRequest = [checkFor(rule), ...(existing ? (Array.isArray(existing) ? existing : [existing]) : [])];
+    });
+
+    /** The first request to a route the onRoute hook did not check decides, once, what it needs. */
+    const judge = (config: Guarded): Verdict => {
+      // Not a route: the not-found handler's context.
+      if (config.url === undefined) return 'pass';
+      // A later onRoute hook (of the host) may have added the rule after ours ran.
+      const rule = ruleOf(config);
+      if (rule) return checkFor(rule);
+      if (config.public === true || config[GUARD] === 'seen' || undeclaredRoutes === 'allow') return 'pass';
+      // Registered before the plugin: too early for the check at ready, so judged here instead.
+      const route = routeLabel(config.method, config.url);
+      const followsGet = config.method === 'HEAD' && app.hasRoute({ method: 'GET', url: config.url });
+      if (undeclaredRoutes === 'warn') {
+        if (!followsGet) app.log.warn({ route }, UNDECLARED);
+        return 'pass';
+      }
+      if (!followsGet) app.log.error({ route }, `${UNDECLARED}; refused (undeclaredRoutes: 'fail')`);
+      const refused = problem('internal_error', 'This route declares no access rule, so it is not served.');
+      return (_request, _reply, done) => done(refused);
+    };
+
+    app.addHook('onRequest', function guardAccess(request, reply, done) {
+      const config = request.routeOptions.config as Guarded | undefined;
+      if (!config) return done();
+      let state = config[GUARD];
+      if (state === 'checked' || state === 'pass') return done();
+      if (state === undefined || state === 'seen') state = config[GUARD] = judge(config);
+      if (state === 'pass') return done();
+      state.call(this, request, reply, done);
+    });
+
+    app.addHook('onReady', async () => {
+      const undeclared = seen.filter((r) => !r.public && !r.rule);
+      const labels = new Set(undeclared.map((r) => `${r.method} ${r.url}`));
+      // The HEAD route Fastify makes for a GET shares its config: one route to the reader.
+      const routes = [...labels].filter((label) => !(label.startsWith('HEAD ') && labels.has(`GET ${label.slice(5)}`)));
+      if (routes.length === 0 || undeclaredRoutes === 'allow') return;
+      if (undeclaredRoutes === 'fail') {
+        throw new Error(
+          `Gatehouse: ${routes.join(', ')} ${routes.length > 1 ? 'have' : 'has'} neither an access rule nor config.public: true. ` +
+            "Declare one on each route, or pass undeclaredRoutes: 'warn' or 'allow'.",
+        );
+      }
+      for (const route of routes) app.log.warn({ route }, UNDECLARED);
     });
   },
   { name: 'gatehouse-permissions', fastify: '5.x', dependencies: ['gatehouse-auth'] },
 );
+
+const UNDECLARED = 'route has neither an access rule nor config.public: true: anyone may call it';
