@@ -640,6 +640,8 @@ async function main(): Promise<number> {
   for (const key of Object.keys(EnvSchema.properties)) delete env[key];
   Object.assign(env, {
     NODE_ENV: 'production',
+    // No mail server in a bench: production refuses to start without one unless told so.
+    MAIL_TRANSPORT: 'log',
     LOG_LEVEL: 'silent',
     DATA_DIR: dataDir,
     JWT_SECRET: randomBytes(32).toString('base64url'),

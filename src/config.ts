@@ -33,6 +33,7 @@ export const EnvSchema = Type.Object({
   BCRYPT_COST: Type.String({ pattern: '^\\d{1,2}$', default: '12' }),
   COOKIE_SECURE: Bool('true'),
   SMTP_URL: Type.Optional(Type.String({ pattern: '^smtps?://' })),
+  MAIL_TRANSPORT: Type.Optional(Type.Union([Type.Literal('smtp'), Type.Literal('log')], { description: 'default: smtp when SMTP_URL is set, log otherwise (outside production)' })),
   SMTP_TIMEOUT: Type.String({ ...Duration, default: '10s' }),
   MAIL_FROM: Type.String({ minLength: 3, default: 'Gatehouse <no-reply@localhost>' }),
   APP_URL: Type.String({ pattern: '^https?://', default: 'http://localhost:5173' }),
@@ -78,8 +79,10 @@ export interface Config {
   bcryptCost: number;
   cookieSecure: boolean;
   admin?: { email: string; password: string };
-  /** smtp(s):// URL; unset = messages are logged instead of sent (development). */
+  /** smtp(s):// URL, required by the smtp transport. */
   smtpUrl?: string;
+  /** `log`: messages are logged instead of sent (in production without their links). */
+  mailTransport: 'smtp' | 'log';
   /** Longest wait for the mail server at each step (connect, greeting, each reply), in seconds. */
   smtpTimeout: number;
   mailFrom: string;
@@ -169,6 +172,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, warn: (msg: str
     bcryptCost,
     cookieSecure: isTrue(e.COOKIE_SECURE),
     smtpUrl: e.SMTP_URL,
+    mailTransport: mailTransport(e.MAIL_TRANSPORT, e.SMTP_URL, production),
     smtpTimeout: duration('SMTP_TIMEOUT'),
     mailFrom: e.MAIL_FROM,
     appUrl: e.APP_URL.replace(/\/+$/, ''),
@@ -194,6 +198,20 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, warn: (msg: str
     jwtClockSkew: duration('JWT_CLOCK_SKEW'),
     admin: e.ADMIN_EMAIL && e.ADMIN_PASSWORD ? { email: e.ADMIN_EMAIL, password: e.ADMIN_PASSWORD } : undefined,
   };
+}
+
+/**
+ * A production server without SMTP_URL would swallow every confirmation and reset mail while
+ * looking healthy: it has to be asked for on purpose, with MAIL_TRANSPORT=log.
+ */
+function mailTransport(chosen: Env['MAIL_TRANSPORT'], smtpUrl: string | undefined, production: boolean): 'smtp' | 'log' {
+  if (chosen === 'log') return 'log';
+  if (smtpUrl) return 'smtp';
+  if (chosen === 'smtp') throw new ConfigError('SMTP_URL is required when MAIL_TRANSPORT=smtp');
+  if (production) {
+    throw new ConfigError('SMTP_URL is required when NODE_ENV=production (or set MAIL_TRANSPORT=log to log mails, without their links, instead of sending them)');
+  }
+  return 'log';
 }
 
 function parseTrustProxy(value: string): boolean | number | string[] {

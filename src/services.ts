@@ -40,7 +40,14 @@ export function createGatehouse(config: Config, database: Database, log: Fastify
       successorKey: deriveKey(config.jwtSecret, 'refresh-successor'),
     },
     csrfKey: deriveKey(config.jwtSecret, 'csrf'),
-    mailer: createMailer({ smtpUrl: config.smtpUrl, timeoutSeconds: config.smtpTimeout, from: config.mailFrom, log }),
+    mailer: createMailer({
+      transport: config.mailTransport,
+      smtpUrl: config.smtpUrl,
+      logLinks: !config.production,
+      timeoutSeconds: config.smtpTimeout,
+      from: config.mailFrom,
+      log,
+    }),
     background,
     audit: (event) => background.run('audit', () => recordAuditEvent(database.db, event)),
   };

@@ -64,11 +64,38 @@ tap.test('outside production, missing secrets are generated once, kept in DATA_D
 
 tap.test('in production a missing or short secret stops the start', async (t) => {
   const long = 'x'.repeat(32);
-  const base = { NODE_ENV: 'production', DATA_DIR: tempDataDir(t) };
+  const base = { NODE_ENV: 'production', DATA_DIR: tempDataDir(t), SMTP_URL: 'smtp://mail.example.test' };
   t.throws(() => loadConfig({ ...base, PASSWORD_PEPPER: long }), ConfigError);
   t.throws(() => loadConfig({ ...base, JWT_SECRET: long }), { message: /PASSWORD_PEPPER is required/ });
   t.throws(() => loadConfig({ ...base, JWT_SECRET: 'short', PASSWORD_PEPPER: long }), { message: /JWT_SECRET must be at least 32 bytes/ });
   t.ok(loadConfig({ ...base, JWT_SECRET: long, PASSWORD_PEPPER: long }));
+});
+
+tap.test('in production without SMTP_URL the start is refused unless MAIL_TRANSPORT=log asks for it', async (t) => {
+  const long = 'x'.repeat(32);
+  const base = { NODE_ENV: 'production', DATA_DIR: tempDataDir(t), JWT_SECRET: long, PASSWORD_PEPPER: long };
+  t.throws(() => loadConfig(base), { name: 'ConfigError', message: /SMTP_URL is required when NODE_ENV=production.*MAIL_TRANSPORT=log/ });
+  t.throws(() => loadConfig({ ...base, MAIL_TRANSPORT: 'smtp' }), { name: 'ConfigError', message: /SMTP_URL/ });
+  t.equal(loadConfig({ ...base, MAIL_TRANSPORT: 'log' }).mailTransport, 'log');
+  t.equal(loadConfig({ ...base, SMTP_URL: 'smtp://mail.example.test' }).mailTransport, 'smtp');
+  t.equal(loadConfig({ ...base, SMTP_URL: 'smtp://mail.example.test', MAIL_TRANSPORT: 'log' }).mailTransport, 'log', 'log when asked, even with a server');
+});
+
+tap.test('outside production mail is logged unless SMTP_URL is set', async (t) => {
+  const dir = tempDataDir(t);
+  t.equal(loadConfig({ DATA_DIR: dir }, () => {}).mailTransport, 'log');
+  t.equal(loadConfig({ DATA_DIR: dir, SMTP_URL: 'smtps://mail.example.test' }, () => {}).mailTransport, 'smtp');
+  t.throws(() => loadConfig({ DATA_DIR: dir, MAIL_TRANSPORT: 'pigeon' }, () => {}), { name: 'ConfigError', message: /MAIL_TRANSPORT/ });
+  t.throws(() => loadConfig({ DATA_DIR: dir, MAIL_TRANSPORT: 'smtp' }, () => {}), { name: 'ConfigError', message: /SMTP_URL is required when MAIL_TRANSPORT=smtp/ });
+});
+
+tap.test('TRUST_PROXY takes false, true, a hop count or a list of proxies', async (t) => {
+  const dir = tempDataDir(t);
+  const trust = (value: string) => loadConfig({ DATA_DIR: dir, TRUST_PROXY: value }, () => {}).trustProxy;
+  t.equal(trust('false'), false);
+  t.equal(trust('true'), true);
+  t.equal(trust('2'), 2);
+  t.same(trust('10.0.0.1, 10.1.0.0/16'), ['10.0.0.1', '10.1.0.0/16']);
 });
 
 tap.test('.env.example documents every variable the configuration reads', async (t) => {

@@ -3,6 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import { Redis } from 'ioredis';
 import type { Config } from '../config.js';
 import { problem } from '../errors.js';
+import { clientIp } from './client-ip.js';
 
 /**
  * Per-client-IP limits for the routes that invite abuse (login, register, forgot, resend,
@@ -16,6 +17,7 @@ export async function useRateLimits(app: FastifyInstance, config: Config): Promi
   if (redis) app.addHook('onClose', async () => void (await redis.quit().catch(() => redis.disconnect())));
   await app.register(rateLimit, {
     global: false,
+    keyGenerator: (request) => clientIp(request) ?? '',
     ...(redis ? { redis, nameSpace: 'gatehouse-rl-' } : {}),
     // A Redis outage must not turn every login into a 500: the limit is skipped and logged.
     skipOnError: true,

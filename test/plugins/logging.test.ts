@@ -38,3 +38,45 @@ eachDatabase('no log line carries a password, a token or a hash', async (t, kind
   for (const secret of secrets) t.notOk(everything.includes(secret), 'a secret in the logs');
   t.notMatch(everything, /\$2[aby]\$\d\d\$/, 'no bcrypt hash in the logs');
 });
+
+eachDatabase('a token, access_token or code in the query string is redacted from request logs', async (t, kind) => {
+  const logLines: string[] = [];
+  const { app } = await buildTestApp(t, kind, { logLines });
+  await app.inject({ url: '/auth/me?token=secret-one&access_token=secret-two&code=secret-three&page=2' });
+  await app.inject({ url: '/health?%74oken=secret-four&TOKEN=secret-five' });
+  await app.inject({ url: '/no-such-route?token=secret-six' });
+
+  const everything = logLines.join('\n');
+  for (const secret of ['secret-one', 'secret-two', 'secret-three', 'secret-four', 'secret-five', 'secret-six']) {
+    t.notOk(everything.includes(secret), `${secret} is in no log line`);
+  }
+  const urls = logLines.map((line) => (JSON.parse(line) as { req?: { url: string } }).req?.url).filter(Boolean);
+  t.ok(urls.includes('/auth/me?token=[redacted]&access_token=[redacted]&code=[redacted]&page=2'), 'the logged URL keeps its shape');
+  t.ok(urls.includes('/health?%74oken=[redacted]&TOKEN=[redacted]'), 'whatever the case or percent-encoding of the name');
+});
+
+eachDatabase('in production the log mail transport logs who got which mail, never its link', async (t, kind) => {
+  const logLines: string[] = [];
+  const { app } = await buildTestApp(t, kind, { logLines, env: { NODE_ENV: 'production', MAIL_TRANSPORT: 'log' } });
+  const user = await registerUser(app);
+  await post(app, '/auth/password/forgot', { email: user.email });
+  await app.gatehouse.background.idle();
+  await app.gatehouse.mailer.idle();
+
+  const mails = logLines.map((line) => JSON.parse(line) as { mail?: Record<string, string> }).flatMap((line) => (line.mail ? [line.mail] : []));
+  t.ok(mails.some((mail) => mail.to === user.email && /reset/i.test(mail.subject ?? '')), 'the reset mail is logged with its recipient and subject');
+  for (const mail of mails) t.same(Object.keys(mail).sort(), ['subject', 'to'], 'no link, text or html');
+  t.notMatch(logLines.join('\n'), /token=|reset-password/, 'no link in any line');
+});
+
+eachDatabase('outside production the log mail transport logs the link a developer follows', async (t, kind) => {
+  const logLines: string[] = [];
+  const { app } = await buildTestApp(t, kind, { logLines });
+  const user = await registerUser(app);
+  await post(app, '/auth/password/forgot', { email: user.email });
+  await app.gatehouse.background.idle();
+  await app.gatehouse.mailer.idle();
+
+  const mails = logLines.map((line) => JSON.parse(line) as { mail?: Record<string, string> }).flatMap((line) => (line.mail ? [line.mail] : []));
+  t.ok(mails.some((mail) => mail.to === user.email && /reset-password/.test(mail.link ?? '')), 'the reset link is in the log');
+});
