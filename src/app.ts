@@ -6,6 +6,7 @@ import type { Database } from './db/client.js';
 import { createLogger } from './logger.js';
 import { gatehousePlugin } from './plugin.js';
 import { errorsPlugin, sendProblem, toProblem } from './plugins/errors.js';
+import { trustProxyOption } from './plugins/client-ip.js';
 import { httpHardeningPlugin } from './plugins/http-hardening.js';
 import { openapiPlugin } from './plugins/openapi.js';
 import { routeAccessOf, type RouteAccess } from './plugins/permissions.js';
@@ -40,8 +41,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
     routerOptions: { ignoreTrailingSlash: true },
     // Opening a new embedded database and migrating it can take longer than Fastify's default 10 s.
     pluginTimeout: 120_000,
-    // A hop count works at run time (proxy-addr); Fastify's types only list the other forms.
-    trustProxy: config.trustProxy as boolean | string | string[],
+    trustProxy: trustProxyOption(config.trustProxy),
     // Slow or stalled clients do not get to hold sockets open.
     requestTimeout: 30_000,
     connectionTimeout: 60_000,
