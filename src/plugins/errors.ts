@@ -1,3 +1,4 @@
+import { STATUS_CODES } from 'node:http';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { PROBLEMS, ProblemError, problem, type FieldError, type ProblemCode } from '../errors.js';
@@ -37,12 +38,13 @@ export function toProblem(error: FastifyError | ProblemError): ProblemError {
   }
   const mapped = (error.code && FASTIFY_ERRORS[error.code]) || (error instanceof SyntaxError ? 'invalid_json' : undefined);
   if (mapped) return problem(mapped, DETAILS[mapped] ?? error.message);
-  // A client error from a plugin we did not map: keep its status, never its internals.
-  const status = error.statusCode ?? 500;
-  if (status >= 400 && status < 500) {
-    const code = (Object.entries(PROBLEMS).find(([, p]) => p.status === status)?.[0] as ProblemCode) ?? 'validation_failed';
-    return problem(code, DETAILS[code] ?? PROBLEMS[code].title);
+  // A client error the host app (or a plugin) chose to throw: its status and words are its own, and
+  // naming it after one of ours would mislabel it (a host 403 is not `account_disabled`).
+  const status = error.statusCode;
+  if (typeof status === 'number' && status >= 400 && status < 500 && Number.isInteger(status)) {
+    return problem('http_error', error.message || STATUS_CODES[status] || PROBLEMS.http_error.title, { status });
   }
+  // Anything else is ours to fix: its message may hold internals, so it stays in the log.
   return problem('internal_error', DETAILS.internal_error!);
 }
 

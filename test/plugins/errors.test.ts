@@ -1,5 +1,10 @@
+import Fastify from 'fastify';
 import { BODY_LIMIT } from '../../src/app.js';
-import { buildTestApp, eachDatabase } from '../helpers/app.js';
+import { gatehousePlugin } from '../../src/plugin.js';
+import { errorsPlugin } from '../../src/plugins/errors.js';
+import { buildTestApp, eachDatabase, testConfig } from '../helpers/app.js';
+import { openTestDatabase } from '../helpers/databases.js';
+import { assertProblem } from '../helpers/problems.js';
 import { PASSWORD, post, uniqueEmail } from '../helpers/users.js';
 
 const PROBLEM = /^application\/problem\+json/;
@@ -89,4 +94,48 @@ eachDatabase('health and readiness', async (t, kind) => {
   t.equal(down.statusCode, 503);
   t.equal(down.json().code, 'service_unavailable');
   t.match(down.headers['content-type'], PROBLEM);
+});
+
+/** An error a host route throws on purpose, the way Fastify plugins and http-errors shape them. */
+function hostError(message: string, statusCode: number): Error {
+  return Object.assign(new Error(message), { statusCode });
+}
+
+eachDatabase("a host route's own errors keep their status under the neutral code http_error, and a 5xx keeps its message to the log", async (t, kind) => {
+  const database = await openTestDatabase(kind);
+  const logLines: string[] = [];
+  const app = Fastify({ logger: { level: 'error', stream: { write: (line: string) => void logLines.push(line) } } });
+  t.teardown(async () => {
+    await app.close();
+    await database.drop();
+  });
+  await app.register(errorsPlugin);
+  await app.register(gatehousePlugin, { config: testConfig(), database });
+  const open = { config: { public: true } };
+  app.get('/forbidden', open, async () => {
+    throw hostError('Only the author may edit this note.', 403);
+  });
+  app.get('/gone', open, async () => {
+    throw hostError('This note was archived.', 410);
+  });
+  app.get('/teapot', open, async () => {
+    throw hostError('', 418);
+  });
+  app.get('/broken', open, async () => {
+    throw hostError('connection to 10.0.0.7 refused (password=hunter2)', 503);
+  });
+  await app.ready();
+
+  const forbidden = assertProblem(t, await app.inject({ url: '/forbidden' }), 403, 'http_error', 'a host 403');
+  t.equal(forbidden.detail, 'Only the author may edit this note.', 'the host chose these words for the client');
+  const gone = assertProblem(t, await app.inject({ url: '/gone' }), 410, 'http_error', 'a host 410');
+  t.equal(gone.detail, 'This note was archived.');
+  const teapot = assertProblem(t, await app.inject({ url: '/teapot' }), 418, 'http_error', 'a host 4xx without a message');
+  t.equal(teapot.detail, "I'm a Teapot", 'the status text stands in');
+
+  const broken = await app.inject({ url: '/broken' });
+  const body = assertProblem(t, broken, 500, 'internal_error', 'a host 5xx');
+  t.notMatch(broken.body, /10\.0\.0\.7|hunter2/, 'its message never reaches the client');
+  t.notMatch(body.detail, /refused/);
+  t.ok(logLines.some((line) => line.includes('10.0.0.7')), 'it is in the log, for whoever fixes it');
 });
