@@ -15,7 +15,9 @@ export async function buildNotesApp(config: Config, database?: Database): Promis
   const app = Fastify({ logger: false }).withTypeProvider<TypeBoxTypeProvider>();
   // Optional: problem+json for the host's own errors too (permission_denied included).
   await app.register(errorsPlugin);
-  await app.register(gatehousePlugin, { config, database, prefix: '/identity' });
+  // 'fail': a route below that forgets to declare its access stops the app at ready instead of
+  // being served to anyone (the plugin's default only warns).
+  await app.register(gatehousePlugin, { config, database, prefix: '/identity', undeclaredRoutes: 'fail' });
 
   const notes: { id: number; text: string; author: string }[] = [];
   let nextId = 1;
