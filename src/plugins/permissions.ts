@@ -174,6 +174,7 @@ export const permissionsPlugin = fp(
       if (config.public === true || config[GUARD] === 'seen' || undeclaredRoutes === 'allow') return 'pass';
       // Registered before the plugin: too early for the check at ready, so judged here instead.
       const route = routeLabel(config.method, config.url);
+      // Fastify's own HEAD route shares its GET's config: the GET's log line speaks for both.
       const followsGet = config.method === 'HEAD' && app.hasRoute({ method: 'GET', url: config.url });
       if (undeclaredRoutes === 'warn') {
         if (!followsGet) app.log.warn({ route }, UNDECLARED);
