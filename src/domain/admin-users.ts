@@ -3,6 +3,7 @@ import type { Db } from '../db/client.js';
 import { queryRows } from '../db/rows.js';
 import { ADMIN_ROLE } from '../db/seed.js';
 import { roles, userRoles, users, type User } from '../db/schema.js';
+import { settleRaces } from '../db/errors.js';
 import { problem } from '../errors.js';
 import { isUuid } from '../lib/uuid.js';
 import { assertGrantorHolds, lockAccessChanges, type Grantor } from './delegation.js';
@@ -129,7 +130,7 @@ export async function updateUser(
   id: string,
   input: { name?: string | null; active?: boolean },
 ): Promise<{ activeChanged: boolean }> {
-  return db.transaction(async (tx) => {
+  return settleRaces('Changing the user', db.transaction(async (tx) => {
     const { user } = await lockTarget(tx, grantor, id, 'change');
     if (input.active === false && user.active) {
       await assertNotLastAdmin(tx, id, 'deactivated');
@@ -140,15 +141,15 @@ export async function updateUser(
       .set({ ...(input.name !== undefined ? { name: input.name } : {}), ...(input.active !== undefined ? { active: input.active } : {}), updatedAt: new Date() })
       .where(eq(users.id, id));
     return { activeChanged: input.active !== undefined && input.active !== user.active };
-  });
+  }));
 }
 
 export async function deleteUser(db: Db, grantor: Grantor, id: string): Promise<void> {
-  await db.transaction(async (tx) => {
+  await settleRaces('Deleting the user', db.transaction(async (tx) => {
     await lockTarget(tx, grantor, id, 'delete');
     await assertNotLastAdmin(tx, id, 'deleted');
     await tx.delete(users).where(eq(users.id, id));
-  });
+  }));
 }
 
 /**
@@ -156,7 +157,7 @@ export async function deleteUser(db: Db, grantor: Grantor, id: string): Promise<
  * now and every permission of each role added or removed.
  */
 export async function setUserRoles(db: Db, grantor: Grantor, id: string, names: readonly string[]): Promise<{ added: string[]; removed: string[] }> {
-  return db.transaction(async (tx) => {
+  return settleRaces("Changing the user's roles", db.transaction(async (tx) => {
     const before = await lockTarget(tx, grantor, id, 'change the roles of');
     const ids = await roleIds(tx, names);
     const wanted = new Set(names);
@@ -169,7 +170,7 @@ export async function setUserRoles(db: Db, grantor: Grantor, id: string, names: 
     await tx.delete(userRoles).where(eq(userRoles.userId, id));
     if (ids.length) await tx.insert(userRoles).values(ids.map((roleId) => ({ userId: id, roleId })));
     return { added, removed };
-  });
+  }));
 }
 
 /** Logs the user out everywhere, for a grantor who holds everything the user holds; returns how many sessions ended. */

@@ -2,6 +2,7 @@ import { and, asc, eq, inArray, notInArray, sql } from 'drizzle-orm';
 import type { Db } from '../db/client.js';
 import { ADMIN_PERMISSIONS, ADMIN_ROLE, BUILT_IN_ROLES } from '../db/seed.js';
 import { permissions, rolePermissions, roles, userRoles } from '../db/schema.js';
+import { settleRaces } from '../db/errors.js';
 import { problem } from '../errors.js';
 import { assertGrantorHolds, lockAccessChanges, type Grantor } from './delegation.js';
 import { uniqueNames } from './names.js';
@@ -78,7 +79,7 @@ export const permissionIds = (db: DbOrTx, names: readonly string[]) => idsByName
 export const roleIds = (db: DbOrTx, names: readonly string[]) => idsByName(db, roles, names);
 
 export async function createRole(db: Db, grantor: Grantor, input: { name: string; description?: string; permissions?: string[] }): Promise<RoleWithPermissions> {
-  return db.transaction(async (tx) => {
+  return settleRaces('Creating the role', db.transaction(async (tx) => {
     await lockAccessChanges(tx);
     const ids = await permissionIds(tx, input.permissions ?? []);
     await assertGrantorHolds(tx, grantor, input.permissions ?? [], `create a role that grants ${uniqueNames(input.permissions ?? []).join(', ')}`);
@@ -90,7 +91,7 @@ export async function createRole(db: Db, grantor: Grantor, input: { name: string
     if (!role) throw problem('role_exists', `A role named ${input.name} already exists.`);
     if (ids.length) await tx.insert(rolePermissions).values(ids.map((permissionId) => ({ roleId: role.id, permissionId })));
     return getRole(tx, role.name);
-  });
+  }));
 }
 
 export async function updateRole(db: Db, name: string, input: { description?: string | null }): Promise<RoleWithPermissions> {
@@ -107,7 +108,7 @@ export async function updateRole(db: Db, name: string, input: { description?: st
  */
 export async function deleteRole(db: Db, grantor: Grantor, name: string, force: boolean): Promise<void> {
   if (Object.hasOwn(BUILT_IN_ROLES, name)) throw problem('built_in_role', `The built-in role ${name} cannot be deleted.`);
-  await db.transaction(async (tx) => {
+  await settleRaces('Deleting the role', db.transaction(async (tx) => {
     await lockAccessChanges(tx);
     const [role] = await tx.select().from(roles).where(eq(roles.name, name)).for('update');
     if (!role) throw problem('not_found', `No role named ${name}.`);
@@ -117,7 +118,7 @@ export async function deleteRole(db: Db, grantor: Grantor, name: string, force: 
       if (holder) throw problem('role_in_use', `The role ${name} is still assigned; delete with ?force=true to remove it from its users.`);
     }
     await tx.delete(roles).where(eq(roles.id, role.id));
-  });
+  }));
 }
 
 /**
@@ -125,7 +126,7 @@ export async function deleteRole(db: Db, grantor: Grantor, name: string, force: 
  * admin role holds every permission by definition: asking it for less is refused.
  */
 export async function setRolePermissions(db: Db, grantor: Grantor, name: string, names: readonly string[]): Promise<RoleWithPermissions> {
-  return db.transaction(async (tx) => {
+  return settleRaces("Changing the role's permissions", db.transaction(async (tx) => {
     await lockAccessChanges(tx);
     const [role] = await tx.select().from(roles).where(eq(roles.name, name)).for('update');
     if (!role) throw problem('not_found', `No role named ${name}.`);
@@ -146,7 +147,7 @@ export async function setRolePermissions(db: Db, grantor: Grantor, name: string,
       await tx.insert(rolePermissions).values(ids.map((permissionId) => ({ roleId: role.id, permissionId }))).onConflictDoNothing();
     }
     return getRole(tx, name);
-  });
+  }));
 }
 
 export async function listPermissions(db: DbOrTx) {
@@ -168,11 +169,11 @@ export async function deletePermission(db: Db, grantor: Grantor, name: string): 
   if ((ADMIN_PERMISSIONS as readonly string[]).includes(name)) {
     throw problem('built_in_role', `${name} guards the admin API and cannot be deleted.`);
   }
-  await db.transaction(async (tx) => {
+  await settleRaces('Deleting the permission', db.transaction(async (tx) => {
     await lockAccessChanges(tx);
     const [permission] = await tx.select({ id: permissions.id }).from(permissions).where(eq(permissions.name, name)).for('update');
     if (!permission) throw problem('not_found', `No permission named ${name}.`);
     await assertGrantorHolds(tx, grantor, [name], `delete the permission ${name}`);
     await tx.delete(permissions).where(eq(permissions.id, permission.id));
-  });
+  }));
 }
