@@ -1,4 +1,4 @@
-import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify';
 import { buildApp } from '../../src/app.js';
 import { createPermission } from '../../src/domain/roles.js';
 import { createLogger } from '../../src/logger.js';
@@ -40,7 +40,7 @@ async function hostApp(
 ): Promise<FastifyInstance> {
   const database = await openTestDatabase(kind);
   const logger = createLogger({ logLevel: options.logLines ? 'warn' : 'silent' }, { write: (line: string) => void options.logLines?.push(line) });
-  const app = Fastify({ loggerInstance: logger });
+  const app = Fastify({ loggerInstance: logger as FastifyBaseLogger });
   t.teardown(async () => {
     await app.close();
     await database.drop();
@@ -157,7 +157,7 @@ eachDatabase('the standalone server refuses to start with a route that declares 
     await database.drop();
   });
   app.get('/loose', async () => ({ loose: true }));
-  await t.rejects(app.ready(), /GET \/loose has neither an access rule/);
+  await t.rejects(async () => app.ready(), /GET \/loose has neither an access rule/);
 });
 
 const beforeGatehouse = {
