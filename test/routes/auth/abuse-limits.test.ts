@@ -1,7 +1,7 @@
 import tap from 'tap';
 import { buildTestApp, eachDatabase } from '../../helpers/app.js';
 import { openTestDatabase } from '../../helpers/databases.js';
-import { PASSWORD, post, registerUser, uniqueEmail } from '../../helpers/users.js';
+import { PASSWORD, bearer, post, registerUser, uniqueEmail } from '../../helpers/users.js';
 
 const LIMITED_ROUTES = [
   { env: 'RATE_LIMIT_LOGIN', url: '/auth/login', body: () => ({ email: uniqueEmail(), password: 'whatever-it-is' }) },
@@ -73,3 +73,23 @@ if (process.env.TEST_REDIS_URL) {
     t.same(statuses, [202, 202, 202, 202, 429, 429], 'the 5th request is refused whichever instance gets it');
   });
 }
+
+eachDatabase('password and email change have a per-IP limit of their own, set by RATE_LIMIT_LOGIN', async (t, kind) => {
+  const { app } = await buildTestApp(t, kind, { env: { RATE_LIMIT_LOGIN: '3/1m' } });
+  const user = await registerUser(app);
+  const headers = bearer(user.accessToken);
+  const routes = [
+    { url: '/auth/password/change', body: () => ({ currentPassword: 'wrong password', newPassword: 'a brand new passphrase' }) },
+    { url: '/auth/email/change', body: () => ({ newEmail: uniqueEmail('moved'), password: 'wrong password' }) },
+  ];
+  for (const route of routes) {
+    for (let i = 0; i < 3; i++) t.equal((await post(app, route.url, route.body(), headers)).statusCode, 401, `${route.url}: within the limit`);
+    const limited = await post(app, route.url, route.body(), headers);
+    t.equal(limited.statusCode, 429, `${route.url}: the 4th is refused`);
+    t.equal(limited.json().code, 'rate_limited');
+    t.ok(Number(limited.headers['retry-after']) >= 1, `${route.url}: Retry-After is set`);
+    const other = await app.inject({ method: 'POST', url: route.url, payload: route.body(), headers, remoteAddress: '10.9.8.7' });
+    t.equal(other.statusCode, 401, `${route.url}: another address is not limited`);
+  }
+  t.equal((await post(app, '/auth/login', { email: user.email, password: PASSWORD })).statusCode, 200, "login's own budget is untouched");
+});

@@ -1,3 +1,5 @@
+import { eq } from 'drizzle-orm';
+import { userTokens } from '../../../src/db/schema.js';
 import { buildTestApp, eachDatabase } from '../../helpers/app.js';
 import { startSmtpServer, tokenFrom } from '../../helpers/smtp.js';
 import { PASSWORD, bearer, json, post, registerUser, uniqueEmail } from '../../helpers/users.js';
@@ -115,4 +117,65 @@ eachDatabase('PATCH /auth/me renames the caller', async (t, kind) => {
   t.equal((await app.inject({ url: '/auth/me', headers })).json().name, 'Zoë');
   const bad = await app.inject({ method: 'PATCH', url: '/auth/me', headers, payload: { email: 'x@y.z' } });
   t.equal(bad.statusCode, 400, 'the email is not changed here');
+});
+
+/** What a message says in both its parts. */
+const mailText = (mail: { text?: string; html?: string | false }) => `${mail.text ?? ''}\n${mail.html || ''}`;
+
+eachDatabase('email change: the current address is told of the request, and the old address of the change, with no token', async (t, kind) => {
+  const mailbox = await startSmtpServer(t);
+  const { app } = await buildTestApp(t, kind, { env: { SMTP_URL: mailbox.url, APP_URL } });
+  const user = await registerUser(app);
+  await mailbox.waitFor(user.email, /confirm/i);
+  const newEmail = uniqueEmail('moved');
+
+  t.equal((await post(app, '/auth/email/change', { newEmail, password: PASSWORD }, bearer(user.accessToken))).statusCode, 202);
+  const notice = await mailbox.waitFor(user.email, /change of your email address was requested/i);
+  const token = tokenFrom(await mailbox.waitFor(newEmail, /new email/i), 'confirm-email');
+  t.match(notice.text, newEmail, 'the notice names the new address');
+  t.match(notice.text, /not you.*reset your password/i, 'and says what to do if it was not them');
+  t.notOk(mailText(notice).includes(token), 'the notice does not carry the confirmation token');
+  t.notMatch(mailText(notice), /token=/, 'nor any link with a token');
+
+  t.equal((await post(app, '/auth/email/confirm', { token })).statusCode, 200);
+  const changed = await mailbox.waitFor(user.email, /was changed/i);
+  t.match(changed.text, newEmail, 'the old address learns the new one');
+  t.notMatch(mailText(changed), /token=/, 'no link with a token');
+  t.notOk(mailText(changed).includes(token));
+});
+
+eachDatabase('email change to a taken address: the same 202, nothing to its owner, and no link that could ever complete it', async (t, kind) => {
+  const mailbox = await startSmtpServer(t);
+  const { app } = await buildTestApp(t, kind, { env: { SMTP_URL: mailbox.url } });
+  const user = await registerUser(app);
+  const owner = await registerUser(app);
+  const headers = bearer(user.accessToken);
+  await app.gatehouse.background.idle();
+  await app.gatehouse.mailer.idle();
+  const before = mailbox.messages.length;
+
+  const taken = await post(app, '/auth/email/change', { newEmail: owner.email, password: PASSWORD }, headers);
+  const freeEmail = uniqueEmail('free');
+  const free = await post(app, '/auth/email/change', { newEmail: freeEmail, password: PASSWORD }, headers);
+  t.equal(taken.statusCode, 202);
+  t.equal(taken.statusCode, free.statusCode);
+  t.equal(taken.body, free.body, 'the same body');
+  const comparable = (headers: Record<string, unknown>) =>
+    Object.fromEntries(Object.entries(headers).filter(([name]) => !/^(x-request-id|date|x-ratelimit-)/.test(name)));
+  t.same(comparable(taken.headers), comparable(free.headers), 'the same headers');
+
+  await mailbox.waitFor(freeEmail, /new email/i);
+  await app.gatehouse.background.idle();
+  await app.gatehouse.mailer.idle();
+  const sent = mailbox.messages.slice(before);
+  t.notOk(sent.some((m) => JSON.stringify(m.to).includes(owner.email)), 'the taken address got nothing');
+  const notices = sent.filter((m) => JSON.stringify(m.to).includes(user.email));
+  t.equal(notices.length, 2, 'the current address got a notice each time');
+  const [first, second] = notices.map((m) => m.text?.replace(owner.email, '<new>').replace(freeEmail, '<new>'));
+  t.equal(first, second, 'the two notices read the same but for the address');
+  t.equal(sent.length, 3, 'and only the free address got a link');
+
+  const stored = await app.gatehouse.db.select().from(userTokens).where(eq(userTokens.newEmail, owner.email));
+  t.same(stored, [], 'nothing stored that could complete a change to the taken address');
+  t.equal((await app.inject({ url: '/auth/me', headers })).json().email, user.email, 'the address is unchanged');
 });

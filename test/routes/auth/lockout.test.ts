@@ -1,6 +1,6 @@
 import { buildTestApp, eachDatabase } from '../../helpers/app.js';
 import { startSmtpServer, tokenFrom } from '../../helpers/smtp.js';
-import { PASSWORD, post, registerUser, uniqueEmail } from '../../helpers/users.js';
+import { PASSWORD, bearer, post, registerUser, uniqueEmail } from '../../helpers/users.js';
 
 const WRONG = 'definitely not it';
 const LOCKOUT_ENV = { LOGIN_MAX_FAILURES: '5', LOGIN_FAILURE_WINDOW: '15m', LOGIN_LOCKOUT: '2s', LOGIN_LOCKOUT_MAX: '1h' };
@@ -90,4 +90,60 @@ eachDatabase('lockout counters are shared by two instances on one database', asy
     t.equal((await post(app, '/auth/login', { email: user.email, password: WRONG })).json().code, 'invalid_credentials');
   }
   t.equal((await post(second.app, '/auth/login', { email: user.email, password: PASSWORD })).json().code, 'login_locked');
+});
+
+const changeRoutes = (newPassword = 'a brand new passphrase') => [
+  { url: '/auth/password/change', body: (password: string) => ({ currentPassword: password, newPassword }) },
+  { url: '/auth/email/change', body: (password: string) => ({ newEmail: uniqueEmail('moved'), password }) },
+];
+
+eachDatabase('wrong passwords on password and email change count toward the login lockout', async (t, kind) => {
+  const { app } = await buildTestApp(t, kind, { env: LOCKOUT_ENV });
+  const user = await registerUser(app);
+  const headers = bearer(user.accessToken);
+  const [passwordChange, emailChange] = changeRoutes();
+  for (const route of [passwordChange!, emailChange!, passwordChange!, emailChange!, passwordChange!]) {
+    const res = await post(app, route.url, route.body(WRONG), headers);
+    t.equal(res.statusCode, 401, `${route.url}: a wrong password`);
+    t.equal(res.json().code, 'invalid_credentials');
+  }
+  const login = await post(app, '/auth/login', { email: user.email, password: PASSWORD });
+  t.equal(login.statusCode, 429, 'login is locked, even with the right password');
+  t.equal(login.json().code, 'login_locked');
+  t.equal(login.headers['retry-after'], '2');
+  for (const route of changeRoutes()) {
+    const res = await post(app, route.url, route.body(PASSWORD), headers);
+    t.equal(res.statusCode, 429, `${route.url}: locked too`);
+    t.equal(res.json().code, 'login_locked');
+  }
+  await new Promise((r) => setTimeout(r, 2100));
+  t.equal((await post(app, '/auth/login', { email: user.email, password: PASSWORD })).statusCode, 200, 'unlocked after the lockout');
+});
+
+eachDatabase('a lockout from login refuses password and email change, even with the right password', async (t, kind) => {
+  const mailbox = await startSmtpServer(t);
+  const { app } = await buildTestApp(t, kind, { env: { ...LOCKOUT_ENV, LOGIN_LOCKOUT: '1h', SMTP_URL: mailbox.url } });
+  const user = await registerUser(app);
+  await mailbox.waitFor(user.email, /confirm/i);
+  for (let i = 0; i < 5; i++) await post(app, '/auth/login', { email: user.email, password: WRONG });
+  for (const route of changeRoutes()) {
+    const res = await post(app, route.url, route.body(PASSWORD), bearer(user.accessToken));
+    t.equal(res.statusCode, 429, `${route.url}: refused while locked`);
+    t.equal(res.json().code, 'login_locked');
+    t.match(res.headers['content-type'], /problem\+json/);
+    t.ok(Number(res.headers['retry-after']) > 3500, `${route.url}: Retry-After is the lockout's`);
+  }
+  await app.gatehouse.background.idle();
+  await app.gatehouse.mailer.idle();
+  t.equal(mailbox.messages.length, 1, 'no email change was started: no notice, no link');
+});
+
+eachDatabase('the right password on a change route starts the failure count afresh, as a login does', async (t, kind) => {
+  const { app } = await buildTestApp(t, kind, { env: LOCKOUT_ENV });
+  const user = await registerUser(app);
+  const headers = bearer(user.accessToken);
+  for (let i = 0; i < 4; i++) await post(app, '/auth/login', { email: user.email, password: WRONG });
+  t.equal((await post(app, '/auth/email/change', { newEmail: uniqueEmail('moved'), password: PASSWORD }, headers)).statusCode, 202);
+  for (let i = 0; i < 4; i++) await post(app, '/auth/login', { email: user.email, password: WRONG });
+  t.equal((await post(app, '/auth/login', { email: user.email, password: PASSWORD })).statusCode, 200, 'not locked: the count had started again');
 });

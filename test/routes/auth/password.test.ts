@@ -1,3 +1,6 @@
+import type { FastifyInstance } from 'fastify';
+import { userTokens } from '../../../src/db/schema.js';
+import { hashToken, newOpaqueToken } from '../../../src/domain/tokens.js';
 import { buildTestApp, eachDatabase } from '../../helpers/app.js';
 import { refusedSmtpUrl, startSilentServer, startSmtpServer, tokenFrom } from '../../helpers/smtp.js';
 import { PASSWORD, bearer, login, post, registerUser, uniqueEmail } from '../../helpers/users.js';
@@ -100,4 +103,81 @@ eachDatabase('password change: wrong current password is refused; other sessions
   t.equal(revoked.statusCode, 401, 'the other session is revoked');
   t.equal(revoked.json().code, 'session_revoked');
   t.equal((await post(app, '/auth/login', { email: user.email, password: NEW_PASSWORD })).statusCode, 200);
+});
+
+/** A reset link made as a second instance would make it while this one mails another: both live at once. */
+async function parallelResetLink(app: FastifyInstance, userId: string): Promise<string> {
+  const token = newOpaqueToken();
+  const now = new Date();
+  await app.gatehouse.db.insert(userTokens).values({
+    userId,
+    purpose: 'reset_password',
+    tokenHash: hashToken(token),
+    createdAt: now,
+    expiresAt: new Date(now.getTime() + 3600_000),
+  });
+  return token;
+}
+
+eachDatabase('a password reset ends every other reset link still out', async (t, kind) => {
+  const mailbox = await startSmtpServer(t);
+  const { app } = await buildTestApp(t, kind, { env: { SMTP_URL: mailbox.url } });
+  const user = await registerUser(app);
+  await post(app, '/auth/password/forgot', { email: user.email });
+  const mailed = tokenFrom(await mailbox.waitFor(user.email, /reset/i), 'reset-password');
+  const other = await parallelResetLink(app, user.user.id);
+
+  t.equal((await post(app, '/auth/password/reset', { token: mailed, password: NEW_PASSWORD })).statusCode, 204);
+  const old = await post(app, '/auth/password/reset', { token: other, password: 'the intruder passphrase' });
+  t.equal(old.statusCode, 400, 'the other link no longer sets a password');
+  t.equal(old.json().code, 'token_invalid');
+  t.equal((await post(app, '/auth/login', { email: user.email, password: NEW_PASSWORD })).statusCode, 200, 'the reset password stands');
+});
+
+eachDatabase('a password change ends every reset link still out', async (t, kind) => {
+  const mailbox = await startSmtpServer(t);
+  const { app } = await buildTestApp(t, kind, { env: { SMTP_URL: mailbox.url } });
+  const user = await registerUser(app);
+  await post(app, '/auth/password/forgot', { email: user.email });
+  const mailed = tokenFrom(await mailbox.waitFor(user.email, /reset/i), 'reset-password');
+  const other = await parallelResetLink(app, user.user.id);
+
+  const changed = await post(app, '/auth/password/change', { currentPassword: PASSWORD, newPassword: NEW_PASSWORD }, bearer(user.accessToken));
+  t.equal(changed.statusCode, 204);
+  for (const token of [mailed, other]) {
+    const res = await post(app, '/auth/password/reset', { token, password: 'the intruder passphrase' });
+    t.equal(res.statusCode, 400, 'an old reset link no longer sets a password');
+    t.equal(res.json().code, 'token_invalid');
+  }
+  t.equal((await post(app, '/auth/login', { email: user.email, password: NEW_PASSWORD })).statusCode, 200, 'the changed password stands');
+});
+
+eachDatabase('a password reset or change cancels a pending email change: its link then answers 400', async (t, kind) => {
+  const mailbox = await startSmtpServer(t);
+  const { app } = await buildTestApp(t, kind, { env: { SMTP_URL: mailbox.url } });
+  const pendingChange = async (user: { accessToken: string }, password: string) => {
+    const newEmail = uniqueEmail('intruder');
+    const asked = await post(app, '/auth/email/change', { newEmail, password }, bearer(user.accessToken));
+    t.equal(asked.statusCode, 202);
+    return tokenFrom(await mailbox.waitFor(newEmail, /new email/i), 'confirm-email');
+  };
+
+  const reset = await registerUser(app);
+  const byReset = await pendingChange(reset, PASSWORD);
+  await post(app, '/auth/password/forgot', { email: reset.email });
+  const resetToken = tokenFrom(await mailbox.waitFor(reset.email, /reset/i), 'reset-password');
+  t.equal((await post(app, '/auth/password/reset', { token: resetToken, password: NEW_PASSWORD })).statusCode, 204);
+  const afterReset = await post(app, '/auth/email/confirm', { token: byReset });
+  t.equal(afterReset.statusCode, 400, 'after a reset');
+  t.equal(afterReset.json().code, 'token_invalid');
+  t.equal((await login(app, reset.email, NEW_PASSWORD)).user.email, reset.email, 'the address is unchanged');
+
+  const changed = await registerUser(app);
+  const byChange = await pendingChange(changed, PASSWORD);
+  const headers = bearer(changed.accessToken);
+  t.equal((await post(app, '/auth/password/change', { currentPassword: PASSWORD, newPassword: NEW_PASSWORD }, headers)).statusCode, 204);
+  const afterChange = await post(app, '/auth/email/confirm', { token: byChange });
+  t.equal(afterChange.statusCode, 400, 'after a change');
+  t.equal(afterChange.json().code, 'token_invalid');
+  t.equal((await app.inject({ url: '/auth/me', headers })).json().email, changed.email, 'the address is unchanged');
 });
