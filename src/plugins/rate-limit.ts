@@ -7,7 +7,8 @@ import { clientIp } from './client-ip.js';
 
 /**
  * Per-client-IP limits for the routes that invite abuse (login, register, forgot, resend,
- * refresh), each declaring its own `config.rateLimit`. In memory for one instance; in Redis, shared
+ * refresh, and password and email change, which check a password at login's rate), each
+ * declaring its own `config.rateLimit`. In memory for one instance; in Redis, shared
  * by every instance, when REDIS_URL is set. Which IP is the client's follows TRUST_PROXY.
  */
 export async function useRateLimits(app: FastifyInstance, config: Config): Promise<void> {
