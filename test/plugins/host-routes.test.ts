@@ -190,6 +190,7 @@ eachDatabase('an undeclared route registered before Gatehouse is judged at its f
     t.same(logged(logLines, 50).filter((l) => /neither an access rule/.test(l.msg)).map((l) => l.route), ['GET /early/loose'], 'one error line names it');
     assertProblem(t, await app.inject({ url: '/early/needs-p' }), 401, 'token_missing', 'its declared neighbours are guarded as usual');
     t.equal((await app.inject({ url: '/early/open' })).statusCode, 200, 'and a public one is open');
+    assertProblem(t, await app.inject({ url: '/nowhere' }), 404, 'not_found', 'an unknown URL is a 404, not an undeclared route');
   });
 
   await t.test("'allow': served, nothing logged", async (t) => {
