@@ -33,8 +33,7 @@ export const emailRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }> = 
       },
     },
     async (request) => {
-      const confirmation = await confirmEmail(db, request.body.token);
-      const { userId, changedTo, previousEmail } = confirmation;
+      const { userId, changedTo, previousEmail } = await confirmEmail(db, request.body.token);
       await access.changed(userId);
       if (changedTo) sendEmailChangedNotice(gatehouse, { previousEmail, newEmail: changedTo });
       gatehouse.audit({ type: 'email_confirmed', ...auditContext(request), userId, detail: changedTo ? { newEmail: changedTo, previousEmail } : {} });
