@@ -16,11 +16,13 @@ import {
   Known,
   anyJson,
   arbitraryFor,
+  edgeInstant,
   encodeComponent,
   headerText,
   invalidUtf8,
   known,
   oddString,
+  oddUuid,
   type Hints,
   type JsonSchema,
 } from './arbitraries.js';
@@ -152,8 +154,12 @@ const NOW = Math.floor(Date.now() / 1000);
 const ROLE_NAMES = ['admin', 'user', 'fuzz.role', 'fuzz.unused', '__proto__', 'constructor'];
 const PERMISSION_NAMES = ['read', 'users:read', 'roles:write', 'fuzz.perm', '__proto__'];
 
+/** Ids and dates that pass ajv-formats' own formats but not PostgreSQL, wherever the schema takes one. */
+const FORMAT_HINTS: Hints = { 'format:uuid': oddUuid, 'format:date-time': edgeInstant };
+
 /** Known values offered next to generated ones, by the name of the field or parameter. */
 const BODY_HINTS: Hints = {
+  ...FORMAT_HINTS,
   email: known('user.email', 'admin.email'),
   newEmail: known('admin.email', 'user.email'),
   password: known('password'),
@@ -170,6 +176,7 @@ const PATH_HINTS: Hints = {
 };
 const base64url = (value: unknown) => Buffer.from(typeof value === 'string' ? value : JSON.stringify(value)).toString('base64url');
 const QUERY_HINTS: Hints = {
+  ...FORMAT_HINTS,
   cursor: fc.oneof(
     fc.tuple(fc.stringMatching(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$/), fc.uuid()).map(base64url),
     fc.tuple(fc.date({ noInvalidDate: true }).map((d) => d.toISOString()), fc.oneof(fc.uuid(), oddString)).map(base64url),
@@ -187,7 +194,7 @@ function pathArbitrary(op: Operation): fc.Arbitrary<(string | Known)[]> {
       const param = op.pathParams.find((p) => p.name === piece);
       if (!param) throw new Error(`fuzz: ${op.key} has no parameter ${piece}`);
       return fc.oneof(
-        { arbitrary: arbitraryFor(param.schema, resolveRef).map((v) => encodeComponent(String(v))), weight: 3 },
+        { arbitrary: arbitraryFor(param.schema, resolveRef, FORMAT_HINTS, piece).map((v) => encodeComponent(String(v))), weight: 3 },
         { arbitrary: (PATH_HINTS[piece] ?? fc.constant('')) as fc.Arbitrary<string | Known>, weight: 6 },
         {
           arbitrary: fc.constantFrom(

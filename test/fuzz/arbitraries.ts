@@ -44,7 +44,10 @@ export class Known {
 
 export const known = (...names: string[]): fc.Arbitrary<Known> => fc.constantFrom(...names.map((n) => new Known(n)));
 
-/** Known values offered next to the schema's own, by property (or path/query parameter) name. */
+/**
+ * Known values offered next to the schema's own, by property (or path/query parameter) name, or as
+ * `format:<format>` for every string of that format that has no hint of its own.
+ */
 export type Hints = Record<string, fc.Arbitrary<unknown>>;
 
 const codePoints = (s: string) => [...s].length;
@@ -102,7 +105,8 @@ export function arbitraryFor(
   }
   if (schema.$ref !== undefined) return arbitraryFor(resolve(schema.$ref), resolve, hints, name);
   const own = ownArbitrary(schema, resolve, hints);
-  const hint = name !== undefined && typeof schema.type === 'string' && schema.type !== 'array' ? hints[name] : undefined;
+  const named = name !== undefined ? hints[name] : undefined;
+  const hint = typeof schema.type === 'string' && schema.type !== 'array' ? (named ?? (schema.format !== undefined ? hints[`format:${schema.format}`] : undefined)) : undefined;
   return hint ? fc.oneof({ arbitrary: own, weight: 2 }, { arbitrary: hint, weight: 1 }) : own;
 }
 
@@ -186,6 +190,55 @@ export const oddString: fc.Arbitrary<string> = fc.oneof(
   ),
   fc.string({ unit: 'binary', maxLength: 80 }),
   fc.string({ unit: 'grapheme', maxLength: 40 }),
+);
+
+const hex = (length: number) => fc.string({ unit: fc.constantFrom(...'0123456789abcdefABCDEF'), minLength: length, maxLength: length });
+
+/**
+ * Ids that look like uuids and are not the canonical 8-4-4-4-12 form a uuid column takes: ajv-formats'
+ * own `uuid` format once let `urn:uuid:` through to PostgreSQL (a 500).
+ */
+export const oddUuid: fc.Arbitrary<string> = fc.oneof(
+  fc.uuid().map((u) => `urn:uuid:${u}`),
+  fc.uuid().map((u) => `URN:UUID:${u.toUpperCase()}`),
+  fc.uuid().map((u) => `{${u}}`),
+  fc.uuid().map((u) => u.replaceAll('-', '')),
+  fc.uuid().map((u) => u.toUpperCase()),
+  fc.tuple(hex(8), hex(4), hex(4), hex(4), hex(13)).map((parts) => parts.join('-')),
+  fc.constantFrom('urn:uuid:', 'urn:uuid:00000000-0000-0000-0000-000000000000', '00000000-0000-0000-0000-00000000000g'),
+);
+
+const pad = (n: number, width: number) => String(n).padStart(width, '0');
+const offset = fc.oneof(
+  fc.constantFrom('Z', 'z', '+14:00', '-12:00', '+23:59', '-23:59', '+00:01', '-00:01', '+0100', '-01'),
+  fc.tuple(fc.constantFrom('+', '-'), fc.integer({ min: 0, max: 23 }), fc.integer({ min: 0, max: 59 })).map(([sign, h, m]) => `${sign}${pad(h, 2)}:${pad(m, 2)}`),
+);
+
+/**
+ * RFC 3339 date-times at and past the edges of what PostgreSQL and a JS Date can hold: years 0000
+ * and 9999 with offsets that move the instant into year 0 or 10000, leap seconds, February 29th
+ * to 31st, many fraction digits. Some are storable, most are not.
+ */
+export const edgeInstant: fc.Arbitrary<string> = fc.oneof(
+  fc.constantFrom(
+    '9999-12-31T23:59:59-23:59',
+    '0000-01-01T00:00:00Z',
+    '2016-12-31T23:59:60Z',
+    '2016-12-31T15:59:60-08:00',
+    '0001-01-01T00:00:00+00:01',
+    '0001-01-01T00:00:00Z',
+    '9999-12-31T23:59:59.999999999Z',
+    '2021-02-30T00:00:00Z',
+    '2020-02-29T00:00:00+14:00',
+  ),
+  fc
+    .tuple(
+      fc.constantFrom(0, 1, 1969, 1970, 2000, 2023, 2024, 9999),
+      fc.constantFrom('01-01', '02-28', '02-29', '02-30', '02-31', '06-30', '12-31'),
+      fc.constantFrom('00:00:00', '12:00:00', '23:59:59', '23:59:60', '23:59:59.999', '00:00:00.000001'),
+      offset,
+    )
+    .map(([year, day, time, zone]) => `${pad(year, 4)}-${day}T${time}${zone}`),
 );
 
 /** Any JSON value, the odd strings included. */

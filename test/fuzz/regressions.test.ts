@@ -1,3 +1,4 @@
+import { adminToken } from '../helpers/admin.js';
 import { buildTestApp, eachDatabase } from '../helpers/app.js';
 import { forgeToken, validClaims } from '../helpers/jwt.js';
 import { assertProblem } from '../helpers/problems.js';
@@ -35,6 +36,30 @@ eachDatabase('a lone surrogate is refused at the door, so no audit write fails o
   t.same(body.errors, [{ path: 'body/email', message: 'must be well-formed Unicode' }]);
   t.equal((await post(app, '/auth/login', { email: 'ann@example.com', password: 'pass 😀 word' })).statusCode, 401, 'a surrogate pair is fine');
   await app.gatehouse.background.idle();
+  t.same(
+    logLines.filter((line) => (JSON.parse(line) as { level: number }).level >= 50),
+    [],
+    'nothing logged at error level',
+  );
+});
+
+eachDatabase('an id or a date-time that ajv-formats accepts but PostgreSQL refuses is a 400 naming the field, not a 500', async (t, kind) => {
+  const logLines: string[] = [];
+  const { app } = await buildTestApp(t, kind, { logLines });
+  const admin = await adminToken(app);
+  const cases: [string, string][] = [
+    ['/admin/users/urn:uuid:00000000-0000-1000-8000-000000000000', 'params/id'],
+    ['/auth/sessions/URN%3AUUID%3A00000000-0000-1000-8000-000000000000', 'params/id'],
+    ['/admin/audit?user=urn:uuid:00000000-0000-1000-8000-000000000000', 'querystring/user'],
+    ['/admin/audit?from=9999-12-31T23%3A59%3A59-23%3A59', 'querystring/from'],
+    ['/admin/audit?to=0000-01-01T00%3A00%3A00Z', 'querystring/to'],
+    ['/admin/audit?from=2016-12-31T23%3A59%3A60Z', 'querystring/from'],
+  ];
+  for (const [url, field] of cases) {
+    const res = await app.inject({ method: url.startsWith('/auth/sessions') ? 'DELETE' : 'GET', url, headers: admin.headers });
+    const body = assertProblem(t, res, 400, 'validation_failed', url);
+    t.ok(body.errors?.some((e) => e.path === field), `${url}: names ${field}`);
+  }
   t.same(
     logLines.filter((line) => (JSON.parse(line) as { level: number }).level >= 50),
     [],
