@@ -1,5 +1,5 @@
 import { AUDIT_EVENT_TYPES } from '../../../src/domain/audit.js';
-import { adminToken } from '../../helpers/admin.js';
+import { adminToken, userWithPermissions } from '../../helpers/admin.js';
 import { buildTestApp, eachDatabase } from '../../helpers/app.js';
 import { startSmtpServer, tokenFrom } from '../../helpers/smtp.js';
 import { PASSWORD, bearer, login, post, registerUser, uniqueEmail } from '../../helpers/users.js';
@@ -46,6 +46,8 @@ eachDatabase('every kind of security event lands in the audit log once, and neve
   await app.inject({ method: 'POST', url: '/admin/roles', headers: admin.headers, payload: { name: 'editor' } });
   await app.inject({ method: 'PUT', url: '/admin/roles/editor/permissions', headers: admin.headers, payload: { permissions: ['write'] } }); // role_permissions_changed
   await app.inject({ method: 'POST', url: `/admin/users/${id}/sessions/revoke`, headers: admin.headers }); // sessions_revoked
+  const assigner = await userWithPermissions(app, ['roles:assign']);
+  await app.inject({ method: 'PUT', url: `/admin/users/${id}/roles`, headers: assigner.headers, payload: { roles: ['user', 'admin'] } }); // grant_refused
   await app.inject({ method: 'PATCH', url: `/admin/users/${id}`, headers: admin.headers, payload: { active: false } }); // user_deactivated
   await app.inject({ method: 'PATCH', url: `/admin/users/${id}`, headers: admin.headers, payload: { active: true } }); // user_reactivated
   await app.inject({ method: 'DELETE', url: `/admin/users/${id}`, headers: admin.headers }); // user_deleted
