@@ -1,6 +1,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { problem } from '../../errors.js';
 import type { Gatehouse } from '../../services.js';
+import { noStore } from '../no-store.js';
 import { adminAuditRoutes } from './audit.js';
 import { auditGrantRefusals } from './grant-refusals.js';
 import { adminPermissionRoutes } from './permissions.js';
@@ -8,11 +9,7 @@ import { adminRoleRoutes } from './roles.js';
 import { adminUserRoutes } from './users.js';
 
 export const adminRoutes: FastifyPluginAsync<{ gatehouse: Gatehouse }> = async (app, { gatehouse }) => {
-  // Users, their roles and the audit log: no browser or proxy may keep a copy of any /admin answer.
-  app.addHook('onSend', async (_request, reply) => {
-    reply.header('cache-control', 'no-store');
-    reply.header('pragma', 'no-cache');
-  });
+  noStore(app);
   // So that a mistyped /admin/... URL is answered in this scope, and with the header above, too.
   app.setNotFoundHandler((request) => {
     throw problem('not_found', `No route ${request.method} ${request.url.split('?')[0]}.`);
