@@ -20,6 +20,9 @@ export const EnvSchema = Type.Object({
     { default: 'info' },
   ),
   DATABASE_URL: Type.Optional(Type.String({ pattern: '^postgres(ql)?://' })),
+  DATABASE_LISTEN_URL: Type.Optional(Type.String({ pattern: '^postgres(ql)?://' })),
+  DATABASE_QUERY_TIMEOUT: Type.String({ ...Duration, default: '5s' }),
+  DATABASE_STARTUP_TIMEOUT: Type.String({ ...Duration, default: '60s' }),
   DATA_DIR: Type.String({ default: './data' }),
   JWT_SECRET: Type.Optional(Type.String({ minLength: 1 })),
   PASSWORD_PEPPER: Type.Optional(Type.String({ minLength: 1 })),
@@ -53,6 +56,7 @@ export const EnvSchema = Type.Object({
   LOGIN_LOCKOUT_MAX: Type.String({ ...Duration, default: '1h' }),
   CORS_ORIGINS: Type.String({ default: '', description: 'comma-separated allow-list of origins' }),
   JWT_CLOCK_SKEW: Type.String({ ...Duration, default: '5s' }),
+  SHUTDOWN_TIMEOUT: Type.String({ ...Duration, default: '10s' }),
   ADMIN_EMAIL: Type.Optional(Type.String()),
   ADMIN_PASSWORD: Type.Optional(Type.String()),
 });
@@ -65,6 +69,12 @@ export interface Config {
   logLevel: Env['LOG_LEVEL'];
   /** postgres:// URL; when absent the embedded PGlite database in `dataDir` is used. */
   databaseUrl?: string;
+  /** A direct connection for LISTEN when DATABASE_URL goes through a transaction-mode pooler. */
+  databaseListenUrl?: string;
+  /** Longest a query may run (or wait for a connection) before its request gets a 503, in seconds. */
+  databaseQueryTimeout: number;
+  /** How long a start waits for an unreachable database before giving up, in seconds. */
+  databaseStartupTimeout: number;
   dataDir: string;
   jwtSecret: string;
   passwordPepper: string;
@@ -101,6 +111,8 @@ export interface Config {
   corsOrigins: string[];
   /** Seconds of clock difference tolerated on exp/nbf/iat. */
   jwtClockSkew: number;
+  /** Longest a SIGTERM/SIGINT shutdown waits for requests and connections in flight, in seconds. */
+  shutdownTimeout: number;
 }
 
 export interface RateLimitSetting {
@@ -141,8 +153,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, warn: (msg: str
   if (bcryptCost < 4 || bcryptCost > 31) {
     throw new ConfigError(`Invalid environment variable BCRYPT_COST=${e.BCRYPT_COST}: must be between 4 and 31`);
   }
-  const accessTokenTtl = duration('ACCESS_TOKEN_TTL');
-  if (accessTokenTtl < 1) throw new ConfigError('Invalid environment variable ACCESS_TOKEN_TTL: must be at least 1 second');
+  const atLeastOneSecond = (name: keyof Env) => {
+    const seconds = duration(name);
+    if (seconds < 1) throw new ConfigError(`Invalid environment variable ${name}: must be at least 1 second`);
+    return seconds;
+  };
+  const accessTokenTtl = atLeastOneSecond('ACCESS_TOKEN_TTL');
   const rateLimit = (name: keyof Env): RateLimitSetting => {
     const [max, window] = String(e[name]).split('/');
     const windowSeconds = parseDuration(window ?? '');
@@ -159,6 +175,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, warn: (msg: str
     port,
     logLevel: e.LOG_LEVEL,
     databaseUrl: e.DATABASE_URL,
+    databaseListenUrl: e.DATABASE_LISTEN_URL ?? e.DATABASE_URL,
+    databaseQueryTimeout: atLeastOneSecond('DATABASE_QUERY_TIMEOUT'),
+    databaseStartupTimeout: duration('DATABASE_STARTUP_TIMEOUT'),
     dataDir,
     jwtSecret: secret('JWT_SECRET'),
     passwordPepper: secret('PASSWORD_PEPPER'),
@@ -196,6 +215,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, warn: (msg: str
     },
     corsOrigins: e.CORS_ORIGINS.split(',').map((o) => o.trim().replace(/\/+$/, '')).filter(Boolean),
     jwtClockSkew: duration('JWT_CLOCK_SKEW'),
+    shutdownTimeout: atLeastOneSecond('SHUTDOWN_TIMEOUT'),
     admin: e.ADMIN_EMAIL && e.ADMIN_PASSWORD ? { email: e.ADMIN_EMAIL, password: e.ADMIN_PASSWORD } : undefined,
   };
 }
