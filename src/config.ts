@@ -21,6 +21,7 @@ export const EnvSchema = Type.Object({
   ),
   DATABASE_URL: Type.Optional(Type.String({ pattern: '^postgres(ql)?://' })),
   DATABASE_LISTEN_URL: Type.Optional(Type.String({ pattern: '^postgres(ql)?://' })),
+  DATABASE_PREPARED_STATEMENTS: Bool('true'),
   DATABASE_QUERY_TIMEOUT: Type.String({ ...Duration, default: '5s' }),
   DATABASE_STARTUP_TIMEOUT: Type.String({ ...Duration, default: '60s' }),
   DATA_DIR: Type.String({ default: './data' }),
@@ -71,6 +72,8 @@ export interface Config {
   databaseUrl?: string;
   /** A direct connection for LISTEN when DATABASE_URL goes through a transaction-mode pooler. */
   databaseListenUrl?: string;
+  /** Named prepared statements on the pool's connections: off behind a transaction-mode pooler. */
+  databasePreparedStatements: boolean;
   /** Longest a query may run (or wait for a connection) before its request gets a 503, in seconds. */
   databaseQueryTimeout: number;
   /** How long a start waits for an unreachable database before giving up, in seconds. */
@@ -176,6 +179,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, warn: (msg: str
     logLevel: e.LOG_LEVEL,
     databaseUrl: e.DATABASE_URL,
     databaseListenUrl: e.DATABASE_LISTEN_URL ?? e.DATABASE_URL,
+    databasePreparedStatements: isTrue(e.DATABASE_PREPARED_STATEMENTS),
     databaseQueryTimeout: atLeastOneSecond('DATABASE_QUERY_TIMEOUT'),
     databaseStartupTimeout: duration('DATABASE_STARTUP_TIMEOUT'),
     dataDir,

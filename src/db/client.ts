@@ -7,21 +7,23 @@ import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
 import { drizzle as drizzlePostgres } from 'drizzle-orm/postgres-js';
 import { migrate as migratePostgres } from 'drizzle-orm/postgres-js/migrator';
 import postgres from 'postgres';
+import type { Config } from '../config.js';
+import { listenDirect, type ListenEvents, type NotificationHandler } from './listener.js';
 import * as schema from './schema.js';
 
 /** One handle type for both drivers, so nothing above this file cares which one is behind. */
 export type Db = PgDatabase<PgQueryResultHKT, typeof schema>;
 
-export type NotificationHandler = (payload: string) => void;
+export type { ListenEvents, NotificationHandler };
 
 export interface Database {
   db: Db;
   driver: 'pglite' | 'postgres';
   /**
-   * LISTEN on a channel. `onReconnect` runs when the listening connection was lost and is back:
-   * notifications may have been missed in between.
+   * LISTEN on a channel. `events` hears when the listening connection is lost (`onDown`) and when
+   * LISTEN is back (`onUp`): notifications sent in between are missed. PGlite never loses it.
    */
-  listen(channel: string, onMessage: NotificationHandler, onReconnect?: () => void): Promise<() => Promise<void>>;
+  listen(channel: string, onMessage: NotificationHandler, events?: ListenEvents): Promise<() => Promise<void>>;
   close(): Promise<void>;
 }
 
@@ -52,15 +54,32 @@ export interface OpenDatabaseOptions {
   pglite?: Pick<PGliteOptions, 'pgliteWasmModule' | 'initdbWasmModule' | 'fsBundle' | 'relaxedDurability'>;
   /** Pool size for postgres.js. */
   poolSize?: number;
+  /**
+   * A direct connection to the same database, for LISTEN and migrations (a session advisory lock),
+   * when `databaseUrl` goes through a pooler in transaction mode. Default: `databaseUrl`.
+   */
+  listenUrl?: string;
+  /**
+   * Named prepared statements on the pool's connections (default true, faster): false behind a
+   * pooler in transaction mode, which may run a statement's next execution on another server.
+   */
+  preparedStatements?: boolean;
 }
 
 /** The database the configuration names: PostgreSQL at DATABASE_URL, else PGlite under DATA_DIR. */
-export function openConfiguredDatabase(config: { databaseUrl?: string; dataDir: string }): Promise<Database> {
-  return openDatabase({ databaseUrl: config.databaseUrl, dataDir: join(config.dataDir, 'pglite') });
+export function openConfiguredDatabase(
+  config: Pick<Config, 'databaseUrl' | 'databaseListenUrl' | 'databasePreparedStatements' | 'dataDir'>,
+): Promise<Database> {
+  return openDatabase({
+    databaseUrl: config.databaseUrl,
+    listenUrl: config.databaseListenUrl,
+    preparedStatements: config.databasePreparedStatements,
+    dataDir: join(config.dataDir, 'pglite'),
+  });
 }
 
 export async function openDatabase(options: OpenDatabaseOptions): Promise<Database> {
-  return options.databaseUrl ? openPostgres(options.databaseUrl, options.poolSize ?? 10) : openPglite(options);
+  return options.databaseUrl ? openPostgres(options.databaseUrl, options.poolSize ?? 10, options) : openPglite(options);
 }
 
 async function openPglite({ dataDir, pgliteLoadDataDir, pglite }: OpenDatabaseOptions): Promise<Database> {
@@ -91,11 +110,16 @@ async function openPglite({ dataDir, pgliteLoadDataDir, pglite }: OpenDatabaseOp
   };
 }
 
-async function openPostgres(url: string, poolSize: number): Promise<Database> {
+async function openPostgres(
+  url: string,
+  poolSize: number,
+  { listenUrl = url, preparedStatements = true }: Pick<OpenDatabaseOptions, 'listenUrl' | 'preparedStatements'>,
+): Promise<Database> {
   const onnotice = () => {};
   // Migrate on a dedicated single connection, under an advisory lock so that several instances
-  // starting at once do not race each other through the same migration.
-  const migrationClient = postgres(url, { max: 1, onnotice });
+  // starting at once do not race each other through the same migration. The direct connection:
+  // through a pooler in transaction mode, the unlock could reach another server than the lock.
+  const migrationClient = postgres(listenUrl, { max: 1, onnotice });
   try {
     const migrationDb = drizzlePostgres(migrationClient);
     await migrationDb.execute(sql`select pg_advisory_lock(${MIGRATION_LOCK_KEY})`);
@@ -108,23 +132,25 @@ async function openPostgres(url: string, poolSize: number): Promise<Database> {
     await migrationClient.end();
   }
 
-  const client = postgres(url, { max: poolSize, onnotice });
+  const client = postgres(url, { max: poolSize, onnotice, prepare: preparedStatements });
+  const listeners = new Set<() => Promise<void>>();
   const db = drizzlePostgres(client, { schema }) as unknown as Db;
   return {
     db,
     driver: 'postgres',
-    async listen(channel, onMessage, onReconnect) {
-      // postgres.js re-establishes a dropped LISTEN connection by itself and calls `onlisten`
-      // again each time it (re)subscribes: every call after the first is a reconnect.
-      let subscribed = false;
-      const { unlisten } = await client.listen(channel, onMessage, () => {
-        if (subscribed) onReconnect?.();
-        subscribed = true;
-      });
-      // Once the client has ended there is no subscription left to cancel.
-      return () => unlisten().catch(() => {});
+    async listen(channel, onMessage, events) {
+      // Not the pool's own listen: that reconnects with the pool's backoff (up to 20 s) and says
+      // nothing when the connection drops, so the cache could not stop trusting itself in time.
+      const stop = await listenDirect(listenUrl, channel, onMessage, events);
+      const unlisten = async () => {
+        listeners.delete(unlisten);
+        await stop();
+      };
+      listeners.add(unlisten);
+      return unlisten;
     },
     async close() {
+      await Promise.all([...listeners].map((unlisten) => unlisten()));
       await client.end({ timeout: 5 });
     },
   };

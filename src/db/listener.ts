@@ -1,0 +1,97 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import postgres from 'postgres';
+
+export type NotificationHandler = (payload: string) => void;
+
+/** What a listener reports about its connection: while it is down, notifications are lost. */
+export interface ListenEvents {
+  /** The connection is lost: notifications sent from now on may never arrive. */
+  onDown?: () => void;
+  /** LISTEN is established again: notifications arrive from now on, those sent in between are lost. */
+  onUp?: () => void;
+}
+
+/**
+ * Waits before each attempt to reconnect: short, because an instance whose listener is down reads
+ * every authorization from the database, and bounded, unlike the pool's backoff (up to 20 s).
+ */
+const RECONNECT_DELAYS_MS = [100, 200, 400, 800, 1000];
+/** A LISTEN attempt to an address that does not answer gives up after this long, then retries. */
+const CONNECT_TIMEOUT_SECONDS = 5;
+
+/**
+ * LISTEN on `channel` over a connection of its own to `url`, which must reach PostgreSQL directly:
+ * a pooler in transaction mode would hand the session to another client after the LISTEN. The loss
+ * of that connection is reported at once (onDown), then it reconnects by itself until LISTEN is
+ * back (onUp). Resolves once the first LISTEN is in place, and rejects if it cannot be: a start
+ * with an unreachable listener fails instead of running without notifications.
+ */
+export async function listenDirect(
+  url: string,
+  channel: string,
+  onMessage: NotificationHandler,
+  events: ListenEvents = {},
+): Promise<() => Promise<void>> {
+  const stopping = new AbortController();
+  /** The connection listening, or being opened to listen. */
+  let connection: postgres.Sql | undefined;
+  let reconnecting: Promise<void> | undefined;
+
+  const open = async (): Promise<void> => {
+    let listening = false;
+    // `onnotify` is the connection-level hook postgres.js's own listen() is built on; its types omit it.
+    const options: postgres.Options<{}> & { onnotify: (channel: string, payload: string) => void } = {
+      max: 1,
+      // Kept for as long as the listener lives: postgres.js would otherwise recycle it after 30-60 minutes.
+      idle_timeout: 0,
+      max_lifetime: null,
+      connect_timeout: CONNECT_TIMEOUT_SECONDS,
+      fetch_types: false,
+      onnotice: () => {},
+      onnotify: (from, payload) => {
+        if (from === channel) onMessage(payload);
+      },
+      onclose: () => {
+        // A connection that never listened is a failed attempt: whoever made it sees its error.
+        if (!listening || opened !== connection) return;
+        listening = false;
+        connection = undefined;
+        void opened.end({ timeout: 0 });
+        if (stopping.signal.aborted) return;
+        events.onDown?.();
+        reconnecting = reconnect();
+      },
+    };
+    const opened = postgres(url, options);
+    connection = opened;
+    try {
+      await opened.unsafe(`listen "${channel.replace(/"/g, '""')}"`);
+      listening = true;
+    } catch (err) {
+      await opened.end({ timeout: 0 });
+      throw err;
+    }
+  };
+
+  const reconnect = async (): Promise<void> => {
+    for (let tries = 0; ; tries++) {
+      try {
+        await sleep(RECONNECT_DELAYS_MS[Math.min(tries, RECONNECT_DELAYS_MS.length - 1)], undefined, { signal: stopping.signal });
+        await open();
+        if (!stopping.signal.aborted) events.onUp?.();
+        return;
+      } catch {
+        // Stopped, or still unreachable (refused, starting up, timed out): then try again.
+        if (stopping.signal.aborted) return;
+      }
+    }
+  };
+
+  await open();
+  return async () => {
+    stopping.abort();
+    // Also cuts an attempt in progress short, so stopping never waits for a connect timeout.
+    await connection?.end({ timeout: 0 });
+    await reconnecting;
+  };
+}
