@@ -30,7 +30,9 @@ export interface CacheTicket {
  * In-process cache of each user's authorization state, so an authenticated request costs no
  * database query. Writers call `changed()`: it drops the local entry at once and NOTIFYs the other
  * instances, which drop theirs when the notification arrives. The TTL is only a safety net for a
- * lost notification; a lost LISTEN connection drops the whole cache. Each notice names the instance
+ * lost notification. While the LISTEN connection is down (a database restart, a failover) notices
+ * are lost, so the cache is not trusted: every request reads its state from the database and nothing
+ * is kept until LISTEN is back, when the cache starts again empty. Each notice names the instance
  * it came from, which ignores its own: it has already acted, and the echo, arriving a moment later,
  * would only drop the entry a login or refresh had just filled.
  */
@@ -40,6 +42,8 @@ export class AccessCache {
   /** Bumped on every invalidation, so a load that raced one is not cached. */
   private generation = 0;
   private stopListening?: () => Promise<void>;
+  /** Whether notices reach this instance: only then may an entry be served or kept. */
+  private listening = false;
   private readonly origin = randomUUID();
 
   constructor(
@@ -54,18 +58,36 @@ export class AccessCache {
         const [userId = '', origin] = payload.split(ORIGIN_SEPARATOR);
         if (origin !== this.origin) this.invalidateLocal(userId);
       },
-      () => this.invalidateLocal(EVERYONE),
+      {
+        onDown: () => {
+          this.listening = false;
+          this.invalidateLocal(EVERYONE);
+        },
+        // Bumping the generation also keeps out the states read while distrusted and still in flight.
+        onUp: () => {
+          this.invalidateLocal(EVERYONE);
+          this.listening = true;
+        },
+      },
     );
+    this.listening = true;
   }
 
   async stop(): Promise<void> {
+    this.listening = false;
     await this.stopListening?.();
     this.stopListening = undefined;
     this.entries.clear();
   }
 
+  /** Whether entries are served and kept: false before start(), after stop() and while LISTEN is down. */
+  get trusted(): boolean {
+    return this.listening;
+  }
+
   /** The user's entry if it is in memory and fresh; undefined means only the database can tell. */
   peek(userId: string, notOlderThanMs = 0): UserAccess | undefined {
+    if (!this.listening) return undefined;
     const cached = this.entries.get(userId);
     return cached && Date.now() - cached.loadedAt < this.options.ttlMs && cached.loadedAt >= notOlderThanMs ? cached : undefined;
   }
@@ -74,6 +96,8 @@ export class AccessCache {
   async get(userId: string, notOlderThanMs = 0): Promise<UserAccess | undefined> {
     const cached = this.peek(userId, notOlderThanMs);
     if (cached) return cached;
+    // Untrusted: a read of this request's own, as a load already in flight may predate a change.
+    if (!this.listening) return this.load(userId);
     let pending = this.loading.get(userId);
     if (!pending) {
       pending = this.load(userId).finally(() => this.loading.delete(userId));
@@ -111,8 +135,8 @@ export class AccessCache {
   /**
    * Keeps a state read from the database, replacing the user's entry. If an invalidation came in
    * since the ticket was taken, the state is returned for this request only and the user's entry is
-   * dropped (it may be as old). Logins and refreshes read the state in their own statement and prime
-   * the cache with it, saving the load that would follow.
+   * dropped (it may be as old). Nothing is kept while the cache is not trusted. Logins and refreshes
+   * read the state in their own statement and prime the cache with it, saving the load that would follow.
    */
   prime(userId: string, state: AuthorizationState, ticket: CacheTicket): UserAccess {
     const entry: UserAccess = {
@@ -122,7 +146,7 @@ export class AccessCache {
       liveSessions: new Set(state.liveSessionIds),
       loadedAt: ticket.loadedAt,
     };
-    if (ticket.generation === this.generation) {
+    if (ticket.generation === this.generation && this.listening) {
       const max = this.options.maxEntries ?? 50_000;
       // Maps iterate in insertion order: dropping the first key drops the oldest entry.
       if (this.entries.size >= max && !this.entries.has(userId)) this.entries.delete(this.entries.keys().next().value!);
