@@ -15,6 +15,7 @@ export const EnvSchema = Type.Object({
   NODE_ENV: Type.String({ default: 'development' }),
   HOST: Type.String({ default: '127.0.0.1' }),
   PORT: Type.String({ pattern: '^\\d{1,5}$', default: '3000' }),
+  PUBLIC_URL: Type.Optional(Type.String({ pattern: '^https?://[^/?#]+(/[^?#]*)?$', description: 'default: http://HOST:PORT (127.0.0.1 for a wildcard HOST)' })),
   LOG_LEVEL: Type.Union(
     ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),
     { default: 'info' },
@@ -67,6 +68,8 @@ export interface Config {
   production: boolean;
   host: string;
   port: number;
+  /** Where clients reach Gatehouse, without a trailing slash: the OpenAPI document's server. */
+  publicUrl: string;
   logLevel: Env['LOG_LEVEL'];
   /** postgres:// URL; when absent the embedded PGlite database in `dataDir` is used. */
   databaseUrl?: string;
@@ -176,6 +179,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, warn: (msg: str
     production,
     host: e.HOST,
     port,
+    publicUrl: (e.PUBLIC_URL ?? defaultPublicUrl(e.HOST, port)).replace(/\/+$/, ''),
     logLevel: e.LOG_LEVEL,
     databaseUrl: e.DATABASE_URL,
     databaseListenUrl: e.DATABASE_LISTEN_URL ?? e.DATABASE_URL,
@@ -236,6 +240,12 @@ function mailTransport(chosen: Env['MAIL_TRANSPORT'], smtpUrl: string | undefine
     throw new ConfigError('SMTP_URL is required when NODE_ENV=production (or set MAIL_TRANSPORT=log to log mails, without their links, instead of sending them)');
   }
   return 'log';
+}
+
+/** The address a client on this machine reaches the server at: a wildcard HOST listens on 127.0.0.1 too. */
+function defaultPublicUrl(host: string, port: number): string {
+  const address = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host;
+  return `http://${address}:${port}`;
 }
 
 function parseTrustProxy(value: string): boolean | number | string[] {

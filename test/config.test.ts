@@ -98,6 +98,22 @@ tap.test('TRUST_PROXY takes false, true, a hop count or a list of proxies', asyn
   t.same(trust('10.0.0.1, 10.1.0.0/16'), ['10.0.0.1', '10.1.0.0/16']);
 });
 
+tap.test('PUBLIC_URL names where clients reach the server; by default the address it listens on', async (t) => {
+  const dir = tempDataDir(t);
+  const publicUrl = (env: Record<string, string>) => loadConfig({ DATA_DIR: dir, ...env }, () => {}).publicUrl;
+  t.equal(publicUrl({}), 'http://127.0.0.1:3000');
+  t.equal(publicUrl({ PORT: '8080' }), 'http://127.0.0.1:8080', 'the port it listens on');
+  t.equal(publicUrl({ HOST: '0.0.0.0' }), 'http://127.0.0.1:3000', 'a wildcard address is reached on loopback');
+  t.equal(publicUrl({ HOST: '::' }), 'http://127.0.0.1:3000');
+  t.equal(publicUrl({ HOST: '::1' }), 'http://[::1]:3000', 'an IPv6 address in brackets');
+  t.equal(publicUrl({ HOST: 'gatehouse.internal' }), 'http://gatehouse.internal:3000');
+  t.equal(publicUrl({ PUBLIC_URL: 'https://auth.example.com/' }), 'https://auth.example.com', 'no trailing slash');
+  t.equal(publicUrl({ PUBLIC_URL: 'https://example.com/api/' }), 'https://example.com/api', 'a path is kept');
+  for (const bad of ['auth.example.com', 'ftp://example.com', 'https://example.com/?q=1', 'https:///x']) {
+    t.throws(() => publicUrl({ PUBLIC_URL: bad }), { name: 'ConfigError', message: /PUBLIC_URL/ }, bad);
+  }
+});
+
 tap.test('.env.example documents every variable the configuration reads', async (t) => {
   const { EnvSchema } = await import('../src/config.js');
   const example = readFileSync(new URL('../.env.example', import.meta.url), 'utf8');
