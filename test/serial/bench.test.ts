@@ -4,9 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import tap from 'tap';
-import { DATABASE_KINDS } from './helpers/databases.js';
+import { DATABASE_KINDS } from '../helpers/databases.js';
 
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const SCENARIOS = ['baseline', 'protected', 'me', 'refresh', 'login', 'admin-users', 'storm-probe', 'storm-login'];
 
 interface Report {
