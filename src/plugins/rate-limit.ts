@@ -1,5 +1,6 @@
-import rateLimit from '@fastify/rate-limit';
-import type { FastifyInstance } from 'fastify';
+import { createRequire } from 'node:module';
+import rateLimit, { type FastifyRateLimitStore } from '@fastify/rate-limit';
+import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import { Redis } from 'ioredis';
 import type { Config } from '../config.js';
 import { problem } from '../errors.js';
@@ -12,15 +13,14 @@ import { clientIp } from './client-ip.js';
  * by every instance, when REDIS_URL is set. Which IP is the client's follows TRUST_PROXY.
  */
 export async function useRateLimits(app: FastifyInstance, config: Config): Promise<void> {
-  const redis = config.redisUrl
-    ? new Redis(config.redisUrl, { connectTimeout: 500, maxRetriesPerRequest: 1, lazyConnect: false })
-    : undefined;
-  if (redis) app.addHook('onClose', async () => void (await redis.quit().catch(() => redis.disconnect())));
+  const redis = config.redisUrl ? await connectRedis(config.redisUrl, app.log) : undefined;
+  if (redis) app.addHook('onClose', async () => void (await redis.client.quit().catch(() => redis.client.disconnect())));
   await app.register(rateLimit, {
     global: false,
     keyGenerator: (request) => clientIp(request) ?? '',
-    ...(redis ? { redis, nameSpace: 'gatehouse-rl-' } : {}),
-    // A Redis outage must not turn every login into a 500: the limit is skipped and logged.
+    ...(redis ? { store: redis.store } : {}),
+    // A Redis outage must not turn every login into a 500 or a hang: the limit is skipped
+    // (fail open) and the failure logged.
     skipOnError: true,
     errorResponseBuilder: (_request, context) =>
       problem('rate_limited', `Too many requests from this address: at most ${context.max} per ${context.after}. Try again later.`, {
@@ -32,4 +32,90 @@ export async function useRateLimits(app: FastifyInstance, config: Config): Promi
 /** A route's limit in @fastify/rate-limit's terms. */
 export function perIp(setting: { max: number; windowSeconds: number }) {
   return { max: setting.max, timeWindow: setting.windowSeconds * 1000 };
+}
+
+/**
+ * How long a limited request may wait for Redis before the limit is skipped: well under the 300 ms
+ * such a request may take, yet long enough that a busy event loop does not pass for an outage.
+ */
+const REDIS_COMMAND_TIMEOUT_MS = 200;
+/** One warn line per this long while Redis fails, however many requests it fails. */
+const REDIS_WARN_INTERVAL_MS = 10_000;
+
+// @fastify/rate-limit's own Redis store (its Lua script), which the package does not export by name.
+const RedisStore = createRequire(import.meta.url)('@fastify/rate-limit/store/RedisStore.js') as new (
+  continueExceeding: boolean,
+  exponentialBackoff: boolean,
+  redis: Redis,
+  nameSpace: string,
+) => FastifyRateLimitStore;
+
+/**
+ * A Redis client for the limits that never makes a request wait on an outage: no offline queue (a
+ * command fails at once while disconnected), a short command timeout (a Redis that accepts and never
+ * answers), and reconnects at most half a second apart, so the limits apply again soon after Redis
+ * returns. Its failures, whether a request met them or the client did reconnecting, are logged
+ * through the app's logger, at most once per REDIS_WARN_INTERVAL_MS, never as ioredis' raw
+ * stack traces on stderr.
+ */
+async function connectRedis(url: string, log: FastifyBaseLogger) {
+  const client = new Redis(url, {
+    connectTimeout: 1000,
+    commandTimeout: REDIS_COMMAND_TIMEOUT_MS,
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    retryStrategy: (attempt) => Math.min(attempt * 50, 500),
+  });
+  let lastWarning = -Infinity;
+  let unlogged = 0;
+  let failing = false;
+  const failed = (error: Error) => {
+    failing = true;
+    unlogged++;
+    const now = performance.now();
+    if (now - lastWarning < REDIS_WARN_INTERVAL_MS) return;
+    log.warn({ cause: error.message, failures: unlogged }, 'Redis is unreachable: rate limits are not applied until it answers again');
+    lastWarning = now;
+    unlogged = 0;
+  };
+  const answered = () => {
+    if (failing) log.info('Redis answers again: rate limits apply');
+    failing = false;
+  };
+  client.on('error', failed).on('ready', answered);
+
+  class LoggedStore implements FastifyRateLimitStore {
+    constructor(private readonly inner: FastifyRateLimitStore) {}
+    incr(...[key, callback, timeWindow, max]: Parameters<FastifyRateLimitStore['incr']>): void {
+      this.inner.incr(
+        key,
+        (error, result) => {
+          if (error) failed(error);
+          else answered();
+          callback(error, result);
+        },
+        timeWindow,
+        max,
+      );
+    }
+    child(routeOptions: Parameters<FastifyRateLimitStore['child']>[0]): FastifyRateLimitStore {
+      return new LoggedStore(this.inner.child(routeOptions));
+    }
+  }
+  // The first attempt is awaited so that the limits apply from the first request; a Redis that is
+  // down or silent fails it within the connect or command timeout, and the start goes on without it.
+  await new Promise<void>((resolve) => {
+    const settle = () => {
+      client.off('ready', settle).off('error', settle);
+      resolve();
+    };
+    client.on('ready', settle).on('error', settle);
+  });
+  const store = class extends LoggedStore {
+    constructor() {
+      // Key names kept from before, so a rolling upgrade shares its budgets.
+      super(new RedisStore(false, false, client, 'gatehouse-rl-'));
+    }
+  };
+  return { client, store };
 }
