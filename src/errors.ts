@@ -59,6 +59,8 @@ export class ProblemError extends Error {
       errors?: FieldError[];
       headers?: Record<string, string>;
       status?: number;
+      /** Seconds until a retry can succeed (a lockout's end): sent as Retry-After. */
+      retryAfter?: number;
       /** Facts about the refusal for the audit log; never rendered in the response. */
       data?: Record<string, unknown>;
     } = {},

@@ -62,6 +62,7 @@ function toFieldError(context: string | undefined) {
 
 export function sendProblem(reply: FastifyReply, request: FastifyRequest, err: ProblemError): FastifyReply {
   if (err.extra.headers) reply.headers(err.extra.headers);
+  if (err.extra.retryAfter !== undefined) reply.header('retry-after', String(err.extra.retryAfter));
   // RFC 9110: every 401 names a scheme to authenticate with, even where credentials were a password.
   if (err.status === 401 && !reply.hasHeader('www-authenticate')) reply.header('www-authenticate', 'Bearer');
   return reply

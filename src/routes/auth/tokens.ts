@@ -1,6 +1,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Session } from '../../db/schema.js';
-import { startLoginSession } from '../../domain/sessions.js';
+import { openSession, passwordAssurance, type OpenedSession } from '../../domain/authentication.js';
 import { hmac } from '../../domain/tokens.js';
 import { problem } from '../../errors.js';
 import { toUserView } from '../../schemas/user.js';
@@ -22,25 +22,9 @@ export function cookiePath(request: FastifyRequest): string {
   return url.slice(0, url.indexOf('/auth') + '/auth'.length);
 }
 
-/**
- * Opens a login session for this request (startLoginSession: one statement, which also tells the
- * other instances) and leaves the user's new state in this instance's cache, for issueTokens and
- * the first request with the new token.
- */
-export async function openLoginSession(
-  gatehouse: Gatehouse,
-  request: FastifyRequest,
-  userId: string,
-  options: { clearFailuresOf?: string } = {},
-): Promise<{ session: Session; refreshToken: string }> {
-  const ticket = gatehouse.access.ticket();
-  const opened = await startLoginSession(
-    gatehouse.db,
-    { userId, ...requestContext(request), accessNotice: gatehouse.access.notice(userId), ...options },
-    gatehouse.sessionSettings,
-  );
-  gatehouse.access.prime(userId, opened.authorization, ticket);
-  return opened;
+/** Opens a password session for this request: see openSession in domain/authentication.ts. */
+export async function openLoginSession(gatehouse: Gatehouse, request: FastifyRequest, userId: string): Promise<OpenedSession> {
+  return openSession(gatehouse, userId, passwordAssurance(), requestContext(request));
 }
 
 /**
