@@ -272,12 +272,7 @@ function resolveSecret(
   }
   if (production) throw new ConfigError(`${name} is required when NODE_ENV=production (at least ${MIN_SECRET_BYTES} bytes)`);
   const file = join(dataDir, 'secrets.json');
-  let stored: Record<string, string> = {};
-  try {
-    stored = JSON.parse(readFileSync(file, 'utf8')) as Record<string, string>;
-  } catch {
-    // first start: no file yet
-  }
+  const stored = readStoredSecrets(file);
   const existing = stored[name];
   if (existing) return existing;
   const generated = randomBytes(48).toString('base64url');
@@ -285,4 +280,34 @@ function resolveSecret(
   writeFileSync(file, JSON.stringify({ ...stored, [name]: generated }, null, 2), { mode: 0o600 });
   warn(`${name} is not set: generated one and stored it in ${file}. Set ${name} in production.`);
   return generated;
+}
+
+/**
+ * DATA_DIR/secrets.json, or nothing before the first start. A file that is there but unreadable
+ * stops the start: generating new secrets in its place would invalidate every stored password hash
+ * and every token issued so far.
+ */
+function readStoredSecrets(file: string): Record<string, string> {
+  const broken = (why: string) =>
+    new ConfigError(
+      `${file} ${why}. It holds the generated JWT_SECRET and PASSWORD_PEPPER: restore it, or set both variables ` +
+        '(deleting it generates new ones, and every stored password and issued token stops working).',
+    );
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return {};
+    throw broken(`cannot be read (${(err as NodeJS.ErrnoException).code})`);
+  }
+  let stored: unknown;
+  try {
+    stored = JSON.parse(text);
+  } catch {
+    throw broken('is not valid JSON');
+  }
+  if (typeof stored !== 'object' || stored === null || Array.isArray(stored) || Object.values(stored).some((value) => typeof value !== 'string' || value === '')) {
+    throw broken('is not a JSON object of non-empty strings');
+  }
+  return stored as Record<string, string>;
 }

@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import tap from 'tap';
 import { ConfigError, loadConfig } from '../src/config.js';
@@ -60,6 +60,30 @@ tap.test('outside production, missing secrets are generated once, kept in DATA_D
   t.equal(again.passwordPepper, first.passwordPepper);
   t.equal(warnings.length, 2, 'no new warning once stored');
   t.same(Object.keys(JSON.parse(readFileSync(join(dir, 'secrets.json'), 'utf8'))).sort(), ['JWT_SECRET', 'PASSWORD_PEPPER']);
+});
+
+tap.test('a secrets.json that is there but broken stops the start, naming the file, and is left as it was', async (t) => {
+  const broken = {
+    'not JSON': '{"JWT_SECRET": "abc',
+    'an array': '["abc"]',
+    'null': 'null',
+    'a number among the secrets': '{"JWT_SECRET": "abc", "PASSWORD_PEPPER": 42}',
+    'an empty secret': '{"JWT_SECRET": ""}',
+  };
+  for (const [what, content] of Object.entries(broken)) {
+    const dir = tempDataDir(t);
+    const file = join(dir, 'secrets.json');
+    writeFileSync(file, content);
+    const warnings: string[] = [];
+    t.throws(() => loadConfig({ DATA_DIR: dir }, (m) => warnings.push(m)), { name: 'ConfigError', message: file }, what);
+    t.equal(readFileSync(file, 'utf8'), content, `${what}: not overwritten with new secrets`);
+    t.same(warnings, [], `${what}: nothing generated`);
+  }
+  const unreadable = tempDataDir(t);
+  mkdirSync(join(unreadable, 'secrets.json'));
+  t.throws(() => loadConfig({ DATA_DIR: unreadable }, () => {}), { name: 'ConfigError', message: /secrets\.json cannot be read \(EISDIR\)/ }, 'unreadable');
+  const set = loadConfig({ DATA_DIR: unreadable, JWT_SECRET: 'j', PASSWORD_PEPPER: 'p' }, () => {});
+  t.equal(set.jwtSecret, 'j', 'with both secrets set, the file is not read');
 });
 
 tap.test('in production a missing or short secret stops the start', async (t) => {
