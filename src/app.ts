@@ -3,6 +3,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { Config } from './config.js';
 import type { Database } from './db/client.js';
+import { problem } from './errors.js';
 import { createLogger } from './logger.js';
 import { gatehousePlugin } from './plugin.js';
 import { errorsPlugin, sendProblem, toProblem } from './plugins/errors.js';
@@ -47,9 +48,23 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
     connectionTimeout: 60_000,
     // The router answers a malformed URL (or an over-long path parameter) before any handler runs.
     frameworkErrors: (error, request, reply) => sendProblem(reply, request, toProblem(error)),
+    // While closing, the hook below answers instead, in problem+json rather than Fastify's own body.
+    return503OnClosing: false,
+  });
+  // Once close() has begun (a SIGTERM, see server.ts), a request that still arrives on an open
+  // connection is not started: a 503 says it is safe to send again elsewhere. Every answer from
+  // then on closes its connection, so no client reuses one that is about to go away.
+  let closing = false;
+  app.addHook('preClose', async () => {
+    closing = true;
+  });
+  app.addHook('onRequest', async (request, reply) => {
+    if (!closing) return;
+    return sendProblem(reply, request, problem('shutting_down', 'The server is shutting down: send the request again.'));
   });
   app.addHook('onSend', async (request, reply) => {
     reply.header('x-request-id', request.id);
+    if (closing) reply.header('connection', 'close');
   });
   // Every route of the app, whoever registers it: what the secure-by-default test walks.
   const routes: RouteAccess[] = [];

@@ -38,6 +38,8 @@ export const PROBLEMS = {
   login_locked: { status: 429, title: 'Too many failed logins' },
   internal_error: { status: 500, title: 'Internal server error' },
   service_unavailable: { status: 503, title: 'Service unavailable' },
+  // The server is shutting down: the request was not handled, and is safe to send again elsewhere.
+  shutting_down: { status: 503, title: 'Shutting down' },
 } as const satisfies Record<string, { status: number; title: string }>;
 
 export type ProblemCode = keyof typeof PROBLEMS;
