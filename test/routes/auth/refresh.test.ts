@@ -67,12 +67,15 @@ eachDatabase('a refresh token unused for REFRESH_TOKEN_TTL expires', async (t, k
 
 eachDatabase('a session ends at SESSION_MAX_AGE even while it keeps being refreshed', async (t, kind) => {
   const { app } = await buildTestApp(t, kind, { env: { SESSION_MAX_AGE: '2', REFRESH_TOKEN_TTL: '1h' } });
+  const opened = Date.now();
   const { refreshToken, user } = await registerUser(app);
   const refreshed = await post(app, '/auth/refresh', { refreshToken });
-  t.equal(refreshed.statusCode, 200, 'refreshing works while the session is young');
+  // Unless the machine stood still for the session's two seconds, it was young then.
+  if (Date.now() - opened < 2000) t.equal(refreshed.statusCode, 200, 'refreshing works while the session is young');
   // The session opened just before the login was recorded: two seconds after that, it is over.
   await sleep(Math.max(0, new Date(user.lastLoginAt!).getTime() + 2100 - Date.now()));
-  assertProblem(t, await post(app, '/auth/refresh', { refreshToken: json(refreshed).refreshToken }), 401, 'refresh_token_expired');
+  const later = await post(app, '/auth/refresh', { refreshToken: refreshed.statusCode === 200 ? json(refreshed).refreshToken : refreshToken });
+  assertProblem(t, later, 401, 'refresh_token_expired');
 });
 
 eachDatabase('unknown and malformed refresh tokens get 401 invalid_refresh_token', async (t, kind) => {
@@ -112,8 +115,8 @@ eachDatabase('a refresh token that is not a string gets 400 validation_failed', 
 });
 
 eachDatabase('10 parallel refreshes of one token all get the same successor, and only it survives the grace', async (t, kind) => {
-  // Two seconds of grace: ten refreshes queued on one database all land well inside it.
-  const { app, database } = await buildTestApp(t, kind, { env: { REFRESH_REUSE_GRACE: '2' } });
+  // Ten seconds of grace: ten refreshes queued on one database all land well inside it.
+  const { app, database } = await buildTestApp(t, kind, { env: { REFRESH_REUSE_GRACE: '10' } });
   const { refreshToken, accessToken } = await registerUser(app);
   const results = await Promise.all(Array.from({ length: 10 }, () => post(app, '/auth/refresh', { refreshToken })));
   t.same(
@@ -132,7 +135,11 @@ eachDatabase('10 parallel refreshes of one token all get the same successor, and
   t.equal(live.length, 1, 'exactly one token is unrotated');
   t.equal(live[0]?.tokenHash, hashToken(successor!), 'and it is the successor');
 
-  await sleep(2100);
+  // Past the grace, as far as the database knows: the rotation moved 11 s back.
+  await database.db
+    .update(refreshTokens)
+    .set({ rotatedAt: new Date(Date.now() - 11_000) })
+    .where(eq(refreshTokens.tokenHash, hashToken(refreshToken!)));
   t.equal((await post(app, '/auth/refresh', { refreshToken: successor })).statusCode, 200, 'the successor works');
   assertProblem(t, await post(app, '/auth/refresh', { refreshToken }), 401, 'refresh_token_reused', 'the original does not');
 });
