@@ -9,7 +9,10 @@ export const OPENAPI_FILE = fileURLToPath(new URL('../openapi/openapi.json', imp
 /** The OpenAPI document exactly as the server serves it at /openapi.json, pretty-printed. */
 export async function generateOpenApi(): Promise<string> {
   // Fixed settings and a throwaway in-memory database: the document depends on the routes only.
-  const config = loadConfig({ JWT_SECRET: 'openapi', PASSWORD_PEPPER: 'openapi', LOG_LEVEL: 'silent' }, () => {});
+  const config = loadConfig(
+    { JWT_SECRET: 'openapi', PASSWORD_PEPPER: 'openapi', LOG_LEVEL: 'silent', PUBLIC_URL: 'http://127.0.0.1:3000' },
+    () => {},
+  );
   const database = await openDatabase({});
   const app = await buildApp(config, { database });
   try {

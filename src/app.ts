@@ -73,7 +73,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
   app.removeContentTypeParser('text/plain');
   await app.register(errorsPlugin);
   await app.register(httpHardeningPlugin, { config });
-  await app.register(openapiPlugin);
+  await app.register(openapiPlugin, { publicUrl: config.publicUrl });
   await app.register(gatehousePlugin, { config, database: options.database, undeclaredRoutes: 'fail' });
   return app;
 }

@@ -7,6 +7,7 @@ import { ensureAdmin, hasActiveAdmin } from './domain/admin-bootstrap.js';
 import { normalizeEmail } from './domain/email.js';
 import { authPlugin } from './plugins/auth.js';
 import { errorsPlugin } from './plugins/errors.js';
+import { openapiPlugin } from './plugins/openapi.js';
 import { permissionsPlugin, type UndeclaredRoutes } from './plugins/permissions.js';
 import { useRateLimits } from './plugins/rate-limit.js';
 import { useStrictBodyValidation } from './plugins/validation.js';
@@ -35,6 +36,13 @@ export interface GatehouseOptions {
    * refused with a 500 rather than served. Default: 'warn' (buildApp's server uses 'fail').
    */
   undeclaredRoutes?: UndeclaredRoutes;
+  /**
+   * Serve Gatehouse's own OpenAPI document at `<prefix>/openapi.json` and its docs page at
+   * `<prefix>/docs`: its paths are Gatehouse's routes only, relative to its server,
+   * `config.publicUrl` (PUBLIC_URL) followed by the prefix. An app's own @fastify/swagger, if any,
+   * is not affected. Off by default: it adds two public routes to the app.
+   */
+  openapi?: boolean;
 }
 
 declare module 'fastify' {
@@ -94,6 +102,7 @@ export const gatehousePlugin = fp(
         scope.removeContentTypeParser('text/plain');
         await scope.register(errorsPlugin, { notFound: false });
         await useRateLimits(scope, config);
+        if (options.openapi) await scope.register(openapiPlugin, { publicUrl: config.publicUrl, prefix: options.prefix ?? '' });
         await scope.register(healthRoutes, { gatehouse });
         await scope.register(authRoutes, { gatehouse, prefix: '/auth' });
         await scope.register(adminRoutes, { gatehouse, prefix: '/admin' });

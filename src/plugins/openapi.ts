@@ -1,6 +1,6 @@
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifySchema, RouteOptions } from 'fastify';
 import fp from 'fastify-plugin';
 import type { OpenAPIV3_1 } from 'openapi-types';
 
@@ -24,24 +24,59 @@ export const OPENAPI_INFO = {
   version: '0.1.0',
   description:
     'User management API: registration, login, JWT access tokens with rotating refresh tokens, roles and permissions. Every error is application/problem+json (RFC 9457) with a stable `code`.',
+  license: { name: 'MIT', identifier: 'MIT' },
 };
+
+const TAGS = [
+  { name: 'auth', description: 'Sign up, log in, refresh and log out; the current user' },
+  { name: 'account', description: "Email confirmation and change, password reset and change, the caller's sessions" },
+  { name: 'admin', description: 'Users, roles, permissions and the audit log, each behind its own permission' },
+  { name: 'health', description: 'Probes for load balancers and orchestrators' },
+];
+
+export interface OpenapiOptions {
+  /** Where clients reach the app (PUBLIC_URL). */
+  publicUrl: string;
+  /** Where Gatehouse's routes are mounted: the server URL ends with it and the paths start after it. */
+  prefix?: string;
+}
+
+/**
+ * The document's side of each route's access: a public route says it needs no credential
+ * (`security: []`), read from the same `config.public` that lets its requests through. Routes with
+ * a rule get theirs from the permissions plugin; a route stating its own `security` keeps it.
+ */
+function documentPublicAccess(schema: FastifySchema, route: RouteOptions): FastifySchema {
+  if (route.config?.public !== true || 'security' in schema) return schema;
+  return { ...schema, security: [] } as FastifySchema;
+}
 
 /** The OpenAPI 3.1 document, generated from the route schemas and served at /openapi.json and /docs. */
 export const openapiPlugin = fp(
-  async (app: FastifyInstance) => {
+  async (app: FastifyInstance, { publicUrl, prefix = '' }: OpenapiOptions) => {
     await app.register(swagger, {
       openapi: {
         openapi: '3.1.0',
         info: OPENAPI_INFO,
+        servers: [{ url: `${publicUrl}${prefix}` }],
+        tags: TAGS,
         components: {
           securitySchemes: {
             bearerAuth: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' },
           },
         },
       },
-      // Name components after each schema's $id instead of def-0, def-1...
+      // The prefix is taken off here rather than by matching the server URL's path, which would
+      // miss it when PUBLIC_URL has a path of its own (a proxy's /api).
+      stripBasePath: false,
+      transform: ({ schema, url, route }) => ({
+        // A route without a schema (none of Gatehouse's) reaches here with none at all.
+        schema: documentPublicAccess(schema ?? {}, route),
+        url: prefix && url.startsWith(prefix) ? url.slice(prefix.length) || '/' : url,
+      }),
       // @fastify/swagger marks every request body required; routes whose body may be absent say so.
       transformObject: (document) => markOptionalBodies((document as { openapiObject: OpenAPIV3_1.Document }).openapiObject),
+      // Name components after each schema's $id instead of def-0, def-1...
       refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => String(json.$id ?? `def-${i}`) },
     });
     await app.register(async (docs) => {
@@ -52,7 +87,9 @@ export const openapiPlugin = fp(
       });
       await docs.register(swaggerUi, {
         routePrefix: '/docs',
-        uiConfig: { deepLinking: true },
+        // BaseLayout: no top bar, whose inline SVG logo carries a <style> the CSP below refuses
+        // (and whose box for loading another document's URL Gatehouse has no use for).
+        uiConfig: { deepLinking: true, layout: 'BaseLayout' },
         // The one HTML page: it replaces the API's `default-src 'none'` with a policy naming exactly
         // its own scripts and styles (by hash), and still refuses to be framed.
         staticCSP: true,

@@ -1,5 +1,7 @@
 import { Type } from '@sinclair/typebox';
 
+export const SESSION_ID_EXAMPLE = '7c9e6679-7425-40de-944b-e07fc1f90ae7';
+
 /** One of a user's sessions, as GET /auth/sessions lists it. */
 export const SessionSchema = Type.Object(
   {

@@ -1,5 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { UserSchema } from './user.js';
+import { USER_EXAMPLE, UserSchema } from './user.js';
 
 /**
  * One shape for login, register and refresh, so a generated client has one type. In cookie mode
@@ -17,6 +17,16 @@ export const TokenResponseSchema = Type.Object(
   { $id: 'TokenResponse', title: 'TokenResponse' },
 );
 export type TokenResponse = Static<typeof TokenResponseSchema> & { user: Static<typeof UserSchema> };
+
+/** The OpenAPI document's example of tokens in the body (not cookie mode). */
+export const TOKEN_RESPONSE_EXAMPLE: TokenResponse = {
+  accessToken:
+    'eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIwZjhmYWQ1Yi1kOWNiLTQ2OWYtYTE2NS03MDg2NzcyODk1MGUifQ.5mhBHqs5_DTLdINd9p5m7ZJ6XD0Xc55kIaCRY5r6HRA',
+  tokenType: 'Bearer',
+  expiresIn: 900,
+  refreshToken: 'yR3o1m8Jg5dQm9yKJt0cq3Yl1kC2Jb0bQm4l2Hq3s0Y',
+  user: USER_EXAMPLE,
+};
 
 /**
  * Register's answer: with REQUIRE_EMAIL_CONFIRMATION the account exists but no session is opened

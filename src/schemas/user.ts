@@ -36,6 +36,22 @@ export const UserSchema = Type.Object(
 );
 export type UserView = Static<typeof UserSchema>;
 
+/** How a user looks in the OpenAPI document's examples: just registered, logged in once. */
+export const USER_EXAMPLE: UserView = {
+  id: '0f8fad5b-d9cb-469f-a165-70867728950e',
+  email: 'ann@example.com',
+  name: 'Ann',
+  roles: ['user'],
+  permissions: ['read'],
+  emailConfirmedAt: null,
+  createdAt: '2026-01-15T09:30:00.000Z',
+  lastLoginAt: '2026-01-15T09:30:00.000Z',
+  lastLoginIp: '203.0.113.7',
+  previousLoginAt: null,
+  previousLoginIp: null,
+  loginCount: 1,
+};
+
 /** The public view of a user. Built field by field: nothing else (password hash!) can slip out. */
 export function toUserView(access: { user: User; roles: Iterable<string>; permissions: Iterable<string> }): UserView {
   const { user } = access;

@@ -2,12 +2,16 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import { EVERYONE } from '../../domain/access-cache.js';
 import { createPermission, deletePermission, listPermissions } from '../../domain/roles.js';
-import { PermissionName, PermissionSchema, RoleParams, toPermissionView } from '../../schemas/admin.js';
+import { PERMISSION_EXAMPLE, PermissionName, PermissionParams, PermissionSchema, toPermissionView } from '../../schemas/admin.js';
 import { BODY_PROBLEMS, problemResponses } from '../../schemas/problem.js';
+import { jsonResponse } from '../../schemas/responses.js';
 import { grantorOf } from '../grantor.js';
 import type { Gatehouse } from '../../services.js';
 
-const CreateBody = Type.Object({ name: PermissionName, description: Type.Optional(Type.String({ maxLength: 500 })) }, { additionalProperties: false });
+const CreateBody = Type.Object(
+  { name: PermissionName, description: Type.Optional(Type.String({ maxLength: 500 })) },
+  { additionalProperties: false, examples: [{ name: PERMISSION_EXAMPLE.name, description: PERMISSION_EXAMPLE.description }] },
+);
 const PermissionRef = Type.Ref(PermissionSchema);
 
 export const adminPermissionRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }> = async (app, { gatehouse }) => {
@@ -17,7 +21,17 @@ export const adminPermissionRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gateh
     '/permissions',
     {
       config: { permissionsRequired: ['roles:read'] },
-      schema: { summary: 'List permissions', tags: ['admin'], response: { 200: Type.Object({ items: Type.Array(PermissionRef) }), ...problemResponses(401, 403) } },
+      schema: {
+        operationId: 'listPermissions',
+        summary: 'List permissions',
+        tags: ['admin'],
+        response: {
+          200: jsonResponse(Type.Object({ items: Type.Array(PermissionRef) }), 'Every permission', {
+            items: [PERMISSION_EXAMPLE, { name: 'read', description: null, createdAt: '2026-01-15T09:00:00.000Z' }],
+          }),
+          ...problemResponses(401, 403),
+        },
+      },
     },
     async () => ({ items: (await listPermissions(db)).map(toPermissionView) }),
   );
@@ -27,11 +41,12 @@ export const adminPermissionRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gateh
     {
       config: { permissionsRequired: ['roles:write'] },
       schema: {
+        operationId: 'createPermission',
         summary: 'Create a permission',
         description: 'The admin role holds it at once, as it holds every permission.',
         tags: ['admin'],
         body: CreateBody,
-        response: { 201: PermissionRef, ...problemResponses(...BODY_PROBLEMS, 401, 403, 409) },
+        response: { 201: jsonResponse(PermissionRef, 'Created', PERMISSION_EXAMPLE), ...problemResponses(...BODY_PROBLEMS, 401, 403, 409) },
       },
     },
     async (request, reply) => {
@@ -47,10 +62,11 @@ export const adminPermissionRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gateh
     {
       config: { permissionsRequired: ['roles:write'] },
       schema: {
+        operationId: 'deletePermission',
         summary: 'Delete a permission, taking it from every role',
         description: 'You must hold the permission yourself (403 exceeds_own_permissions otherwise).',
         tags: ['admin'],
-        params: RoleParams,
+        params: PermissionParams,
         response: { 204: Type.Null({ description: 'Deleted' }), ...problemResponses(401, 403, 404, 409) },
       },
     },

@@ -2,8 +2,10 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import { EVERYONE } from '../../domain/access-cache.js';
 import { createRole, deleteRole, getRole, listRoles, setRolePermissions, updateRole } from '../../domain/roles.js';
-import { NameList, RoleName, RoleParams, RoleSchema, toRoleView } from '../../schemas/admin.js';
+import { NameList, ROLE_EXAMPLE, RoleName, RoleParams, RoleSchema, toRoleView } from '../../schemas/admin.js';
 import { BODY_PROBLEMS, problemResponses } from '../../schemas/problem.js';
+import { QueryObject } from '../../schemas/query.js';
+import { jsonResponse } from '../../schemas/responses.js';
 import type { Gatehouse } from '../../services.js';
 import { grantorOf } from '../grantor.js';
 import { auditContext } from '../request-context.js';
@@ -11,15 +13,21 @@ import { auditContext } from '../request-context.js';
 const Description = Type.String({ maxLength: 500 });
 const CreateBody = Type.Object(
   { name: RoleName, description: Type.Optional(Description), permissions: Type.Optional(NameList('Permissions the role grants')) },
-  { additionalProperties: false },
+  { additionalProperties: false, examples: [{ name: ROLE_EXAMPLE.name, description: ROLE_EXAMPLE.description, permissions: ROLE_EXAMPLE.permissions }] },
 );
-const PatchBody = Type.Object({ description: Type.Optional(Type.Union([Description, Type.Null()])) }, { additionalProperties: false });
-const PermissionsBody = Type.Object({ permissions: NameList('The complete set of permissions the role will grant') }, { additionalProperties: false });
-const DeleteQuery = Type.Object(
-  { force: Type.Boolean({ default: false, description: 'Also remove the role from the users who hold it' }) },
-  { additionalProperties: false },
+const NEW_DESCRIPTION = 'Writes, edits and publishes articles';
+const PatchBody = Type.Object(
+  { description: Type.Optional(Type.Union([Description, Type.Null()])) },
+  { additionalProperties: false, examples: [{ description: NEW_DESCRIPTION }] },
 );
+const NEW_PERMISSIONS = ['articles:publish', 'read', 'write'];
+const PermissionsBody = Type.Object(
+  { permissions: NameList('The complete set of permissions the role will grant') },
+  { additionalProperties: false, examples: [{ permissions: NEW_PERMISSIONS }] },
+);
+const DeleteQuery = QueryObject({ force: Type.Boolean({ default: false, description: 'Also remove the role from the users who hold it' }) });
 const RoleRef = Type.Ref(RoleSchema);
+const Role = (description: string, example = ROLE_EXAMPLE) => jsonResponse(RoleRef, description, example);
 
 export const adminRoleRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }> = async (app, { gatehouse }) => {
   const { db, access } = gatehouse;
@@ -28,7 +36,20 @@ export const adminRoleRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }
     '/roles',
     {
       config: { permissionsRequired: ['roles:read'] },
-      schema: { summary: 'List roles with their permissions', tags: ['admin'], response: { 200: Type.Object({ items: Type.Array(RoleRef) }), ...problemResponses(401, 403) } },
+      schema: {
+        operationId: 'listRoles',
+        summary: 'List roles with their permissions',
+        tags: ['admin'],
+        response: {
+          200: jsonResponse(Type.Object({ items: Type.Array(RoleRef) }), 'Every role', {
+            items: [
+              { name: 'admin', description: 'Administrators', permissions: ['audit:read', 'delete', 'read', 'write'], builtIn: true, createdAt: '2026-01-15T09:00:00.000Z' },
+              ROLE_EXAMPLE,
+            ],
+          }),
+          ...problemResponses(401, 403),
+        },
+      },
     },
     async () => ({ items: (await listRoles(db)).map(toRoleView) }),
   );
@@ -38,11 +59,12 @@ export const adminRoleRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }
     {
       config: { permissionsRequired: ['roles:write'] },
       schema: {
+        operationId: 'createRole',
         summary: 'Create a role',
         description: 'The role may grant only permissions you hold yourself (403 exceeds_own_permissions otherwise).',
         tags: ['admin'],
         body: CreateBody,
-        response: { 201: RoleRef, ...problemResponses(...BODY_PROBLEMS, 401, 403, 409) },
+        response: { 201: Role('Created'), ...problemResponses(...BODY_PROBLEMS, 401, 403, 409) },
       },
     },
     async (request, reply) => {
@@ -55,7 +77,7 @@ export const adminRoleRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }
     '/roles/:name',
     {
       config: { permissionsRequired: ['roles:read'] },
-      schema: { summary: 'One role', tags: ['admin'], params: RoleParams, response: { 200: RoleRef, ...problemResponses(401, 403, 404) } },
+      schema: { operationId: 'getRole', summary: 'One role', tags: ['admin'], params: RoleParams, response: { 200: Role('The role'), ...problemResponses(401, 403, 404) } },
     },
     async (request) => toRoleView(await getRole(db, request.params.name)),
   );
@@ -65,11 +87,12 @@ export const adminRoleRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }
     {
       config: { permissionsRequired: ['roles:write'] },
       schema: {
+        operationId: 'updateRole',
         summary: "Change a role's description (roles are not renamed)",
         tags: ['admin'],
         params: RoleParams,
         body: PatchBody,
-        response: { 200: RoleRef, ...problemResponses(...BODY_PROBLEMS, 401, 403, 404) },
+        response: { 200: Role('The role as changed', { ...ROLE_EXAMPLE, description: NEW_DESCRIPTION }), ...problemResponses(...BODY_PROBLEMS, 401, 403, 404) },
       },
     },
     async (request) => toRoleView(await updateRole(db, request.params.name, request.body)),
@@ -80,6 +103,7 @@ export const adminRoleRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }
     {
       config: { permissionsRequired: ['roles:write'] },
       schema: {
+        operationId: 'deleteRole',
         summary: 'Delete a role',
         description:
           'A role still assigned answers 409 role_in_use unless ?force=true; built-in roles are never deleted. Deleting takes its permissions from its holders: you must hold them all (403 exceeds_own_permissions otherwise).',
@@ -101,12 +125,16 @@ export const adminRoleRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }
     {
       config: { permissionsRequired: ['roles:write'] },
       schema: {
+        operationId: 'setRolePermissions',
         summary: "Replace a role's permissions",
         description: 'You can add or remove only permissions you hold yourself (403 exceeds_own_permissions, naming what you lack; nothing changes). The admin role holds every permission and cannot lose any (409 built_in_role).',
         tags: ['admin'],
         params: RoleParams,
         body: PermissionsBody,
-        response: { 200: RoleRef, ...problemResponses(...BODY_PROBLEMS, 401, 403, 404, 409) },
+        response: {
+          200: Role('The role with its new permissions', { ...ROLE_EXAMPLE, permissions: NEW_PERMISSIONS }),
+          ...problemResponses(...BODY_PROBLEMS, 401, 403, 404, 409),
+        },
       },
     },
     async (request) => {

@@ -3,30 +3,33 @@ import { Type } from '@sinclair/typebox';
 import { deleteUser, listUsers, revokeSessionsOf, setUserRoles, updateUser } from '../../domain/admin-users.js';
 import { loadUserWithAccess } from '../../domain/users.js';
 import { problem } from '../../errors.js';
-import { AdminUserSchema, NameList, RoleName, UserId, toAdminUserView } from '../../schemas/admin.js';
+import { ADMIN_USER_EXAMPLE, AdminUserSchema, NameList, RoleName, UserId, toAdminUserView } from '../../schemas/admin.js';
 import { BODY_PROBLEMS, problemResponses } from '../../schemas/problem.js';
+import { QueryObject } from '../../schemas/query.js';
+import { jsonResponse } from '../../schemas/responses.js';
 import type { Gatehouse } from '../../services.js';
 import { grantorOf } from '../grantor.js';
 import { auditContext } from '../request-context.js';
 
-const ListQuery = Type.Object(
-  {
-    limit: Type.Integer({ minimum: 1, maximum: 100, default: 20 }),
-    cursor: Type.Optional(Type.String({ maxLength: 200, description: 'nextCursor of the previous page' })),
-    q: Type.Optional(Type.String({ minLength: 1, maxLength: 200, description: 'Case-insensitive substring of email or name' })),
-    role: Type.Optional(RoleName),
-  },
-  { additionalProperties: false },
-);
+const ListQuery = QueryObject({
+  limit: Type.Integer({ minimum: 1, maximum: 100, default: 20 }),
+  cursor: Type.Optional(Type.String({ maxLength: 200, description: 'nextCursor of the previous page' })),
+  q: Type.Optional(Type.String({ minLength: 1, maxLength: 200, description: 'Case-insensitive substring of email or name', examples: ['ann'] })),
+  role: Type.Optional(Type.String({ ...RoleName, description: 'Only holders of this role', examples: ['editor'] })),
+});
 const UserPage = Type.Object({ items: Type.Array(Type.Ref(AdminUserSchema)), nextCursor: Type.Union([Type.String(), Type.Null()]) });
 const PatchBody = Type.Object(
   {
     name: Type.Optional(Type.Union([Type.String({ minLength: 1, maxLength: 200 }), Type.Null()])),
     active: Type.Optional(Type.Boolean({ description: 'false logs the user out everywhere' })),
   },
-  { additionalProperties: false },
+  { additionalProperties: false, examples: [{ active: false }] },
 );
-const RolesBody = Type.Object({ roles: NameList('The complete set of roles the user will hold') }, { additionalProperties: false });
+const RolesBody = Type.Object(
+  { roles: NameList('The complete set of roles the user will hold') },
+  { additionalProperties: false, examples: [{ roles: ['user', 'editor'] }] },
+);
+const AdminUser = (description: string, example = ADMIN_USER_EXAMPLE) => jsonResponse(Type.Ref(AdminUserSchema), description, example);
 const READ_PROBLEMS = problemResponses(400, 401, 403, 404);
 const WRITE_PROBLEMS = problemResponses(...BODY_PROBLEMS, 401, 403, 404, 409);
 
@@ -43,10 +46,14 @@ export const adminUserRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }
     {
       config: { permissionsRequired: ['users:read'] },
       schema: {
+        operationId: 'listUsers',
         summary: 'List users, oldest first, a page at a time',
         tags: ['admin'],
         querystring: ListQuery,
-        response: { 200: UserPage, ...problemResponses(400, 401, 403) },
+        response: {
+          200: jsonResponse(UserPage, 'A page of users', { items: [ADMIN_USER_EXAMPLE], nextCursor: null }),
+          ...problemResponses(400, 401, 403),
+        },
       },
     },
     async (request) => {
@@ -59,7 +66,7 @@ export const adminUserRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }
     '/users/:id',
     {
       config: { permissionsRequired: ['users:read'] },
-      schema: { summary: 'One user', tags: ['admin'], params: UserId, response: { 200: Type.Ref(AdminUserSchema), ...READ_PROBLEMS } },
+      schema: { operationId: 'getUser', summary: 'One user', tags: ['admin'], params: UserId, response: { 200: AdminUser('The user'), ...READ_PROBLEMS } },
     },
     async (request) => view(request.params.id),
   );
@@ -69,12 +76,13 @@ export const adminUserRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }
     {
       config: { permissionsRequired: ['users:write'] },
       schema: {
+        operationId: 'updateUser',
         summary: 'Rename, deactivate or reactivate a user',
         description: 'You can act only on a user whose every permission you hold yourself (403 exceeds_own_permissions otherwise).',
         tags: ['admin'],
         params: UserId,
         body: PatchBody,
-        response: { 200: Type.Ref(AdminUserSchema), ...WRITE_PROBLEMS },
+        response: { 200: AdminUser('The user as changed', { ...ADMIN_USER_EXAMPLE, active: false }), ...WRITE_PROBLEMS },
       },
     },
     async (request) => {
@@ -92,6 +100,7 @@ export const adminUserRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }
     {
       config: { permissionsRequired: ['users:delete'] },
       schema: {
+        operationId: 'deleteUser',
         summary: 'Delete a user and all their sessions',
         description: 'You can act only on a user whose every permission you hold yourself (403 exceeds_own_permissions otherwise).',
         tags: ['admin'],
@@ -112,13 +121,17 @@ export const adminUserRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }
     {
       config: { permissionsRequired: ['roles:assign'] },
       schema: {
+        operationId: 'setUserRoles',
         summary: "Replace a user's roles",
         description:
           'You can change the roles only of a user whose every permission you hold, and add or remove only roles whose every permission you hold (403 exceeds_own_permissions, naming what you lack; nothing changes).',
         tags: ['admin'],
         params: UserId,
         body: RolesBody,
-        response: { 200: Type.Ref(AdminUserSchema), ...WRITE_PROBLEMS },
+        response: {
+          200: AdminUser('The user with the new roles', { ...ADMIN_USER_EXAMPLE, roles: ['editor', 'user'], permissions: ['read', 'write'] }),
+          ...WRITE_PROBLEMS,
+        },
       },
     },
     async (request) => {
@@ -136,6 +149,7 @@ export const adminUserRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }
     {
       config: { permissionsRequired: ['users:write'] },
       schema: {
+        operationId: 'revokeUserSessions',
         summary: 'Log a user out everywhere',
         description: 'You can act only on a user whose every permission you hold yourself (403 exceeds_own_permissions otherwise).',
         tags: ['admin'],

@@ -5,15 +5,25 @@ import { findUserByEmail, findUserById } from '../../domain/users.js';
 import { problem } from '../../errors.js';
 import { perIp } from '../../plugins/rate-limit.js';
 import { BODY_PROBLEMS, problemResponses } from '../../schemas/problem.js';
-import { Email, UserSchema, toUserView } from '../../schemas/user.js';
+import { jsonResponse } from '../../schemas/responses.js';
+import { Email, USER_EXAMPLE, UserSchema, toUserView } from '../../schemas/user.js';
 import type { Gatehouse } from '../../services.js';
 import { normalizeEmailFields } from '../body-hooks.js';
 import { auditContext } from '../request-context.js';
 import { assertCurrentPassword } from './current-password.js';
 import { sendConfirmation, sendEmailChange, sendEmailChangedNotice } from './email-links.js';
 
-export const TokenBody = Type.Object({ token: Type.String({ minLength: 1, maxLength: 512 }) }, { additionalProperties: false });
-export const Accepted = Type.Object({ status: Type.Literal('accepted') }, { description: 'Accepted: a mail is on its way if there is anything to send' });
+/** What a mailed link carries after #token=, as the examples show it. */
+export const LINK_TOKEN_EXAMPLE = 'mQ3pY8vTz2bKc6wR1nH5jL0sD4fG7aX9eU2iO6yB3tM';
+export const TokenBody = Type.Object(
+  { token: Type.String({ minLength: 1, maxLength: 512 }) },
+  { additionalProperties: false, examples: [{ token: LINK_TOKEN_EXAMPLE }] },
+);
+export const Accepted = jsonResponse(
+  Type.Object({ status: Type.Literal('accepted') }),
+  'Accepted: a mail is on its way if there is anything to send',
+  { status: 'accepted' },
+);
 const INVALID_CREDENTIALS = 'The password is wrong.';
 
 export const emailRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }> = async (app, { gatehouse }) => {
@@ -24,12 +34,18 @@ export const emailRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }> = 
     {
       config: { public: true },
       schema: {
+        operationId: 'confirmEmail',
         summary: 'Confirm an email address with the token from the mailed link',
         description:
           'Confirms a sign-up address, or completes an email change (the answer shows the new address; the old address is told). Single use.',
         tags: ['account'],
         body: TokenBody,
-        response: { 200: Type.Object({ user: Type.Ref(UserSchema) }), ...problemResponses(...BODY_PROBLEMS, 409) },
+        response: {
+          200: jsonResponse(Type.Object({ user: Type.Ref(UserSchema) }), 'Confirmed', {
+            user: { ...USER_EXAMPLE, emailConfirmedAt: '2026-01-15T09:35:00.000Z' },
+          }),
+          ...problemResponses(...BODY_PROBLEMS, 409),
+        },
       },
     },
     async (request) => {
@@ -49,10 +65,11 @@ export const emailRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }> = 
       config: { public: true, rateLimit: perIp(gatehouse.config.rateLimits.resend) },
       preValidation: normalizeEmailFields('email'),
       schema: {
+        operationId: 'resendConfirmation',
         summary: 'Mail the confirmation link again',
         description: 'Answers 202 whether or not the address belongs to an account, so it reveals nothing.',
         tags: ['account'],
-        body: Type.Object({ email: Type.String({ minLength: 1, maxLength: 320 }) }, { additionalProperties: false }),
+        body: Type.Object({ email: Type.String({ minLength: 1, maxLength: 320 }) }, { additionalProperties: false, examples: [{ email: 'ann@example.com' }] }),
         response: { 202: Accepted, ...problemResponses(...BODY_PROBLEMS, 429) },
       },
     },
@@ -72,13 +89,17 @@ export const emailRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }> = 
       config: { authenticated: true, rateLimit: perIp(gatehouse.config.rateLimits.login) },
       preValidation: normalizeEmailFields('newEmail'),
       schema: {
+        operationId: 'changeEmail',
         summary: 'Change the email address',
         description:
           'Mails a confirmation link to the new address, and a notice to the current one; the email changes only when that link is used. ' +
           'An address another account has gets the same 202 and no mail (the link never comes), so the answer does not tell whether an address is registered. ' +
           'A wrong password counts toward the login lockout (429 login_locked).',
         tags: ['account'],
-        body: Type.Object({ newEmail: Email, password: Type.String({ minLength: 1, maxLength: 1024 }) }, { additionalProperties: false }),
+        body: Type.Object(
+          { newEmail: Email, password: Type.String({ minLength: 1, maxLength: 1024 }) },
+          { additionalProperties: false, examples: [{ newEmail: 'ann.smith@example.com', password: 'correct horse battery staple' }] },
+        ),
         response: { 202: Accepted, ...problemResponses(...BODY_PROBLEMS, 401, 429) },
       },
     },

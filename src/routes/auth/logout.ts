@@ -21,6 +21,7 @@ export const logoutRoute: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }> = 
       config: { public: true },
       preValidation: absentBodyAsEmpty,
       schema: {
+        operationId: 'logout',
         summary: 'Log out: revoke this session',
         description:
           'Revokes the session of the Bearer access token or of the refresh token (body, or cookie with X-CSRF-Token). Idempotent.',

@@ -3,7 +3,8 @@ import { Type } from '@sinclair/typebox';
 import type { UserAccess } from '../../domain/access-cache.js';
 import { updateProfile } from '../../domain/users.js';
 import { BODY_PROBLEMS, problemResponses } from '../../schemas/problem.js';
-import { Name, UserSchema, toUserView, type UserView } from '../../schemas/user.js';
+import { jsonResponse } from '../../schemas/responses.js';
+import { Name, USER_EXAMPLE, UserSchema, toUserView, type UserView } from '../../schemas/user.js';
 import type { Gatehouse } from '../../services.js';
 
 // A cache entry is replaced, never changed, when its user changes: so is the view made from it.
@@ -20,9 +21,10 @@ export const meRoute: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }> = asyn
     {
       config: { authenticated: true },
       schema: {
+        operationId: 'getCurrentUser',
         summary: 'The calling user, with roles and effective permissions',
         tags: ['auth'],
-        response: { 200: Type.Ref(UserSchema), ...problemResponses(401) },
+        response: { 200: jsonResponse(Type.Ref(UserSchema), 'The calling user', USER_EXAMPLE), ...problemResponses(401) },
       },
     },
     // Served from the authorization cache the access check just used: no database query.
@@ -34,10 +36,14 @@ export const meRoute: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }> = asyn
     {
       config: { authenticated: true },
       schema: {
+        operationId: 'updateCurrentUser',
         summary: 'Update your profile',
         tags: ['auth'],
-        body: Type.Object({ name: Type.Optional(Type.Union([Name, Type.Null()])) }, { additionalProperties: false }),
-        response: { 200: Type.Ref(UserSchema), ...problemResponses(...BODY_PROBLEMS, 401) },
+        body: Type.Object({ name: Type.Optional(Type.Union([Name, Type.Null()])) }, { additionalProperties: false, examples: [{ name: 'Ann Smith' }] }),
+        response: {
+          200: jsonResponse(Type.Ref(UserSchema), 'The user as changed', { ...USER_EXAMPLE, name: 'Ann Smith' }),
+          ...problemResponses(...BODY_PROBLEMS, 401),
+        },
       },
     },
     async (request) => {

@@ -14,7 +14,7 @@ import { normalizeEmailFields } from '../body-hooks.js';
 import { auditContext } from '../request-context.js';
 import { assertCurrentPassword } from './current-password.js';
 import { sendPasswordReset } from './email-links.js';
-import { Accepted } from './email.js';
+import { Accepted, LINK_TOKEN_EXAMPLE } from './email.js';
 
 const NoContent = Type.Null({ description: 'Done' });
 const WRONG_CURRENT = 'The current password is wrong.';
@@ -28,10 +28,11 @@ export const passwordRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }>
       config: { public: true, rateLimit: perIp(gatehouse.config.rateLimits.forgot) },
       preValidation: normalizeEmailFields('email'),
       schema: {
+        operationId: 'requestPasswordReset',
         summary: 'Mail a password reset link',
         description: 'Answers 202 at once whether or not the address belongs to an account: the lookup and the mail happen afterwards.',
         tags: ['account'],
-        body: Type.Object({ email: Type.String({ minLength: 1, maxLength: 320 }) }, { additionalProperties: false }),
+        body: Type.Object({ email: Type.String({ minLength: 1, maxLength: 320 }) }, { additionalProperties: false, examples: [{ email: 'ann@example.com' }] }),
         response: { 202: Accepted, ...problemResponses(...BODY_PROBLEMS, 429) },
       },
     },
@@ -50,10 +51,14 @@ export const passwordRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }>
     {
       config: { public: true },
       schema: {
+        operationId: 'resetPassword',
         summary: 'Set a new password with the token from the mailed link',
         description: 'Single use. Logs the user out of every session, and ends every other reset link and a pending email change.',
         tags: ['account'],
-        body: Type.Object({ token: Type.String({ minLength: 1, maxLength: 512 }), password: Password }, { additionalProperties: false }),
+        body: Type.Object(
+          { token: Type.String({ minLength: 1, maxLength: 512 }), password: Password },
+          { additionalProperties: false, examples: [{ token: LINK_TOKEN_EXAMPLE, password: 'a brand new passphrase' }] },
+        ),
         response: { 204: NoContent, ...problemResponses(...BODY_PROBLEMS) },
       },
     },
@@ -76,13 +81,14 @@ export const passwordRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }>
     {
       config: { authenticated: true, rateLimit: perIp(gatehouse.config.rateLimits.login) },
       schema: {
+        operationId: 'changePassword',
         summary: 'Change the password',
         description:
           'Logs out every other session of the user (this one stays), and ends every reset link and a pending email change. A wrong current password counts toward the login lockout (429 login_locked).',
         tags: ['account'],
         body: Type.Object(
           { currentPassword: Type.String({ minLength: 1, maxLength: 1024 }), newPassword: Password },
-          { additionalProperties: false },
+          { additionalProperties: false, examples: [{ currentPassword: 'correct horse battery staple', newPassword: 'a brand new passphrase' }] },
         ),
         response: { 204: NoContent, ...problemResponses(...BODY_PROBLEMS, 401, 429) },
       },

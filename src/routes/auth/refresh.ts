@@ -4,7 +4,8 @@ import { rotateRefreshToken } from '../../domain/sessions.js';
 import { problem } from '../../errors.js';
 import { perIp } from '../../plugins/rate-limit.js';
 import { BODY_PROBLEMS, problemResponses } from '../../schemas/problem.js';
-import { TokenResponseSchema } from '../../schemas/tokens.js';
+import { jsonResponse } from '../../schemas/responses.js';
+import { TOKEN_RESPONSE_EXAMPLE, TokenResponseSchema } from '../../schemas/tokens.js';
 import type { Gatehouse } from '../../services.js';
 import { OPTIONAL_BODY } from '../../plugins/openapi.js';
 import { absentBodyAsEmpty } from '../body-hooks.js';
@@ -14,7 +15,7 @@ import { clearRefreshCookie, issueTokens } from './tokens.js';
 
 export const RefreshBody = Type.Object(
   { refreshToken: Type.Optional(Type.String({ maxLength: 1024, description: 'Omit in cookie mode' })) },
-  { additionalProperties: false },
+  { additionalProperties: false, examples: [{ refreshToken: TOKEN_RESPONSE_EXAMPLE.refreshToken }] },
 );
 
 const DETAILS = {
@@ -31,13 +32,17 @@ export const refreshRoute: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }> =
       config: { public: true, rateLimit: perIp(gatehouse.config.rateLimits.refresh) },
       preValidation: absentBodyAsEmpty,
       schema: {
+        operationId: 'refreshTokens',
         summary: 'Exchange a refresh token for new tokens',
         description:
           'Rotates the refresh token: the presented one stops working and a new one is returned. Presented again within the reuse grace it answers the same successor; later, the whole session is revoked. In cookie mode send no body token, but the X-CSRF-Token header.',
         tags: ['auth'],
         [OPTIONAL_BODY]: true,
         body: RefreshBody,
-        response: { 200: TokenResponseSchema, ...problemResponses(...BODY_PROBLEMS, 401, 403, 429) },
+        response: {
+          200: jsonResponse(Type.Ref(TokenResponseSchema), 'New tokens; the refresh token presented no longer works', TOKEN_RESPONSE_EXAMPLE),
+          ...problemResponses(...BODY_PROBLEMS, 401, 403, 429),
+        },
       },
     },
     async (request, reply) => {

@@ -5,7 +5,8 @@ import { createUser } from '../../domain/users.js';
 import { problem } from '../../errors.js';
 import { perIp } from '../../plugins/rate-limit.js';
 import { BODY_PROBLEMS, problemResponses } from '../../schemas/problem.js';
-import { RegisterResponseSchema } from '../../schemas/tokens.js';
+import { jsonResponse } from '../../schemas/responses.js';
+import { RegisterResponseSchema, TOKEN_RESPONSE_EXAMPLE } from '../../schemas/tokens.js';
 import { Email, Name, Password, toUserView } from '../../schemas/user.js';
 import type { Gatehouse } from '../../services.js';
 import { normalizeEmailFields } from '../body-hooks.js';
@@ -20,7 +21,7 @@ export const RegisterBody = Type.Object(
     name: Type.Optional(Type.String({ minLength: 1, maxLength: Name.maxLength })),
     useCookie: Type.Optional(Type.Boolean({ description: 'Put the refresh token in an httpOnly cookie (SPAs)' })),
   },
-  { additionalProperties: false },
+  { additionalProperties: false, examples: [{ email: 'ann@example.com', password: 'correct horse battery staple', name: 'Ann' }] },
 );
 
 export const registerRoute: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }> = async (app, { gatehouse }) => {
@@ -30,12 +31,16 @@ export const registerRoute: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }> 
       config: { public: true, rateLimit: perIp(gatehouse.config.rateLimits.register) },
       preValidation: normalizeEmailFields('email'),
       schema: {
+        operationId: 'register',
         summary: 'Create an account',
         description:
           'Creates the user with the default role and mails a confirmation link. Unless REQUIRE_EMAIL_CONFIRMATION is set, it also opens a session (the first login) and answers with tokens.',
         tags: ['auth'],
         body: RegisterBody,
-        response: { 201: RegisterResponseSchema, ...problemResponses(...BODY_PROBLEMS, 409, 429) },
+        response: {
+          201: jsonResponse(Type.Ref(RegisterResponseSchema), 'Registered; with tokens unless REQUIRE_EMAIL_CONFIRMATION is set', TOKEN_RESPONSE_EXAMPLE),
+          ...problemResponses(...BODY_PROBLEMS, 409, 429),
+        },
       },
     },
     async (request, reply) => {

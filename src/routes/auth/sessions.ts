@@ -3,8 +3,9 @@ import { Type } from '@sinclair/typebox';
 import { findSession, listLiveSessions, revokeSession, revokeUserSessions } from '../../domain/sessions.js';
 import { problem } from '../../errors.js';
 import { problemResponses } from '../../schemas/problem.js';
+import { jsonResponse } from '../../schemas/responses.js';
 import { auditContext } from '../request-context.js';
-import { SessionSchema } from '../../schemas/session.js';
+import { SESSION_ID_EXAMPLE, SessionSchema } from '../../schemas/session.js';
 import type { Gatehouse } from '../../services.js';
 
 export const sessionRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }> = async (app, { gatehouse }) => {
@@ -15,9 +16,24 @@ export const sessionRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }> 
     {
       config: { authenticated: true },
       schema: {
+        operationId: 'listSessions',
         summary: "The caller's live sessions",
         tags: ['account'],
-        response: { 200: Type.Object({ items: Type.Array(Type.Ref(SessionSchema)) }), ...problemResponses(401) },
+        response: {
+          200: jsonResponse(Type.Object({ items: Type.Array(Type.Ref(SessionSchema)) }), 'Every session not yet revoked or expired', {
+            items: [
+              {
+                id: SESSION_ID_EXAMPLE,
+                userAgent: 'Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0',
+                ip: '203.0.113.7',
+                createdAt: '2026-01-15T09:30:00.000Z',
+                lastUsedAt: '2026-01-15T10:05:00.000Z',
+                current: true,
+              },
+            ],
+          }),
+          ...problemResponses(401),
+        },
       },
     },
     async (request) => {
@@ -41,9 +57,10 @@ export const sessionRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }> 
     {
       config: { authenticated: true },
       schema: {
+        operationId: 'revokeSession',
         summary: 'End one of your sessions',
         tags: ['account'],
-        params: Type.Object({ id: Type.String({ format: 'uuid' }) }),
+        params: Type.Object({ id: Type.String({ format: 'uuid', examples: [SESSION_ID_EXAMPLE] }) }),
         response: { 204: Type.Null({ description: 'Revoked' }), ...problemResponses(400, 401, 404) },
       },
     },
@@ -65,6 +82,7 @@ export const sessionRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }> 
     {
       config: { authenticated: true },
       schema: {
+        operationId: 'logoutAll',
         summary: 'Log out of every session, this one included',
         tags: ['account'],
         response: { 204: Type.Null({ description: 'Every session revoked' }), ...problemResponses(401) },

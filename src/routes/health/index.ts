@@ -3,6 +3,7 @@ import { Type } from '@sinclair/typebox';
 import { sql } from 'drizzle-orm';
 import { problem } from '../../errors.js';
 import { problemResponses } from '../../schemas/problem.js';
+import { jsonResponse } from '../../schemas/responses.js';
 import type { Gatehouse } from '../../services.js';
 
 const Status = Type.Object({ status: Type.Literal('ok') });
@@ -12,7 +13,12 @@ export const healthRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }> =
     '/health',
     {
       config: { public: true },
-      schema: { summary: 'Liveness: the process answers', tags: ['health'], response: { 200: Status } },
+      schema: {
+        operationId: 'checkLiveness',
+        summary: 'Liveness: the process answers',
+        tags: ['health'],
+        response: { 200: jsonResponse(Status, 'Alive', { status: 'ok' }), ...problemResponses(500) },
+      },
     },
     async () => ({ status: 'ok' as const }),
   );
@@ -22,9 +28,10 @@ export const healthRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }> =
     {
       config: { public: true },
       schema: {
+        operationId: 'checkReadiness',
         summary: 'Readiness: the database answers',
         tags: ['health'],
-        response: { 200: Status, ...problemResponses(503) },
+        response: { 200: jsonResponse(Status, 'Ready to serve', { status: 'ok' }), ...problemResponses(503) },
       },
     },
     async () => {
