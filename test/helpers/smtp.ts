@@ -35,7 +35,9 @@ export async function startSmtpServer(t: Test): Promise<Mailbox> {
   return {
     url: `smtp://127.0.0.1:${port}`,
     messages,
-    async waitFor(to, subject, ms = 5000) {
+    // Mail goes out in the background, on a loaded machine slowly: the wait is generous, and only a
+    // mail that never comes pays for it.
+    async waitFor(to, subject, ms = 20_000) {
       const started = Date.now();
       while (Date.now() - started < ms) {
         const found = messages.find(
