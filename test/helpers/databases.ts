@@ -13,13 +13,26 @@ import { MIGRATIONS_FOLDER, openDatabase, type Database, type OpenDatabaseOption
 
 export type DatabaseKind = 'pglite' | 'postgres';
 
-/** PGlite always; PostgreSQL too when TEST_DATABASE_URL names a server (`.ci/run` sets it). */
-export const DATABASE_KINDS: DatabaseKind[] = process.env.TEST_DATABASE_URL ? ['pglite', 'postgres'] : ['pglite'];
+/**
+ * PGlite always; PostgreSQL too when TEST_DATABASE_URL names a server (`.ci/run` sets it).
+ * TEST_DATABASE_KINDS=postgres runs the PostgreSQL half alone (`.ci/run`, through PgBouncer).
+ */
+export const DATABASE_KINDS: DatabaseKind[] = process.env.TEST_DATABASE_URL
+  ? (['pglite', 'postgres'] as const).filter((kind) => (process.env.TEST_DATABASE_KINDS ?? kind).split(',').includes(kind))
+  : ['pglite'];
 
 export interface TestDatabase extends Database {
   /** postgres:// URL of this test's own database (PostgreSQL only), to open more handles on it. */
   url?: string;
 }
+
+/**
+ * TEST_DATABASE_URL is where the pools connect, possibly a PgBouncer in transaction mode (`.ci/run`
+ * runs a file that way); TEST_DATABASE_LISTEN_URL then reaches the same server directly, for what
+ * needs a session: creating and dropping databases under a lock, migrations, LISTEN.
+ * TEST_DATABASE_PREPARED_STATEMENTS=false turns the pools' prepared statements off, as behind one.
+ */
+const directServerUrl = () => process.env.TEST_DATABASE_LISTEN_URL ?? process.env.TEST_DATABASE_URL!;
 
 /** Migrations change rarely; a template per migration set spares each test the work. */
 const migrationsHash = (() => {
@@ -123,7 +136,7 @@ async function openPglite(): Promise<TestDatabase & { drop(): Promise<void> }> {
 /** A fresh database of the given kind, migrated, owned by the caller (close it; PostgreSQL: drop it). */
 export async function openTestDatabase(kind: DatabaseKind): Promise<TestDatabase & { drop(): Promise<void> }> {
   if (kind === 'pglite') return openPglite();
-  const serverUrl = process.env.TEST_DATABASE_URL!;
+  const serverUrl = directServerUrl();
   const admin = postgres(serverUrl, { max: 1, onnotice: () => {} });
   const template = `gh_tpl_${migrationsHash}`;
   const name = `gh_t_${Date.now().toString(36)}_${randomBytes(4).toString('hex')}`;
@@ -145,8 +158,13 @@ export async function openTestDatabase(kind: DatabaseKind): Promise<TestDatabase
   } finally {
     await admin.end();
   }
-  const url = withDatabase(serverUrl, name);
-  const database = await openDatabase({ databaseUrl: url, poolSize: 5 });
+  const url = withDatabase(process.env.TEST_DATABASE_URL!, name);
+  const database = await openDatabase({
+    databaseUrl: url,
+    listenUrl: withDatabase(serverUrl, name),
+    preparedStatements: process.env.TEST_DATABASE_PREPARED_STATEMENTS !== 'false',
+    poolSize: 5,
+  });
   return {
     ...database,
     url,
