@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { PGliteOptions } from '@electric-sql/pglite';
+import type { PGlite, PGliteOptions } from '@electric-sql/pglite';
 import { sql } from 'drizzle-orm';
 import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
 import { drizzle as drizzlePostgres } from 'drizzle-orm/postgres-js';
@@ -9,6 +9,7 @@ import { migrate as migratePostgres } from 'drizzle-orm/postgres-js/migrator';
 import postgres from 'postgres';
 import type { Config } from '../config.js';
 import { listenDirect, type ListenEvents, type NotificationHandler } from './listener.js';
+import { lockFolder } from './pglite-lock.js';
 import * as schema from './schema.js';
 
 /** One handle type for both drivers, so nothing above this file cares which one is behind. */
@@ -85,15 +86,24 @@ export async function openDatabase(options: OpenDatabaseOptions): Promise<Databa
 async function openPglite({ dataDir, pgliteLoadDataDir, pglite }: OpenDatabaseOptions): Promise<Database> {
   // PGlite does not create missing parent folders.
   if (dataDir) mkdirSync(dataDir, { recursive: true });
-  // Loaded here, not at the top: a deployment on PostgreSQL never pays PGlite's memory (about 33 MB).
-  const [{ PGlite }, { drizzle: drizzlePglite }, { migrate: migratePglite }] = await Promise.all([
-    import('@electric-sql/pglite'),
-    import('drizzle-orm/pglite'),
-    import('drizzle-orm/pglite/migrator'),
-  ]);
-  const client = await PGlite.create(dataDir, { ...pglite, ...(pgliteLoadDataDir ? { loadDataDir: pgliteLoadDataDir } : {}) });
-  const db = drizzlePglite(client, { schema }) as unknown as Db;
-  await migratePglite(db as never, { migrationsFolder: MIGRATIONS_FOLDER });
+  // One process per folder: a second one would silently overwrite what the first acknowledged.
+  const lock = dataDir ? lockFolder(dataDir) : undefined;
+  let client: PGlite;
+  let db: Db;
+  try {
+    // Loaded here, not at the top: a deployment on PostgreSQL never pays PGlite's memory (about 33 MB).
+    const [{ PGlite }, { drizzle: drizzlePglite }, { migrate: migratePglite }] = await Promise.all([
+      import('@electric-sql/pglite'),
+      import('drizzle-orm/pglite'),
+      import('drizzle-orm/pglite/migrator'),
+    ]);
+    client = await PGlite.create(dataDir, { ...pglite, ...(pgliteLoadDataDir ? { loadDataDir: pgliteLoadDataDir } : {}) });
+    db = drizzlePglite(client, { schema }) as unknown as Db;
+    await migratePglite(db as never, { migrationsFolder: MIGRATIONS_FOLDER });
+  } catch (err) {
+    lock?.release();
+    throw err;
+  }
   return {
     db,
     driver: 'pglite',
@@ -106,6 +116,7 @@ async function openPglite({ dataDir, pgliteLoadDataDir, pglite }: OpenDatabaseOp
     },
     async close() {
       if (!client.closed) await client.close();
+      lock?.release();
     },
   };
 }
