@@ -33,7 +33,6 @@ auth_file = $dir/users.txt
 pool_mode = transaction
 default_pool_size = 2
 max_client_conn = 500
-ignore_startup_parameters = extra_float_digits
 EOF
 echo '"postgres" ""' >"$dir/users.txt"
 
