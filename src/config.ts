@@ -117,7 +117,7 @@ export interface Config {
   corsOrigins: string[];
   /** Seconds of clock difference tolerated on exp/nbf/iat. */
   jwtClockSkew: number;
-  /** Longest a SIGTERM/SIGINT shutdown waits for requests and connections in flight, in seconds. */
+  /** Longest a SIGTERM/SIGINT shutdown takes (requests in flight, then the database and the mailer) before the process exits 0 anyway, in seconds. */
   shutdownTimeout: number;
 }
 
@@ -290,7 +290,7 @@ function resolveSecret(
 function readStoredSecrets(file: string): Record<string, string> {
   const broken = (why: string) =>
     new ConfigError(
-      `${file} ${why}. It holds the generated JWT_SECRET and PASSWORD_PEPPER: restore it, or set both variables ` +
+      `${file} ${why}. It holds the secrets generated on the first start: restore it, or set them in the environment ` +
         '(deleting it generates new ones, and every stored password and issued token stops working).',
     );
   let text: string;
