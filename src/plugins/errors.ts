@@ -1,6 +1,7 @@
 import { STATUS_CODES } from 'node:http';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
+import { databaseErrorCause, databaseUnavailable, isDatabaseUnavailable } from '../db/errors.js';
 import { PROBLEMS, ProblemError, problem, type FieldError, type ProblemCode } from '../errors.js';
 import { PROBLEM_CONTENT_TYPE, ProblemSchema } from '../schemas/problem.js';
 
@@ -36,6 +37,9 @@ export function toProblem(error: FastifyError | ProblemError): ProblemError {
     const summary = errors.map((e) => `${e.path}: ${e.message}`).join('; ');
     return problem('validation_failed', `The request is invalid: ${summary}`, { errors });
   }
+  // Wherever it was thrown (a handler, a transaction, the authentication's cache load), a database
+  // out of reach is a 503 the client may retry, not a 500.
+  if (isDatabaseUnavailable(error)) return databaseUnavailable();
   const mapped = (error.code && FASTIFY_ERRORS[error.code]) || (error instanceof SyntaxError ? 'invalid_json' : undefined);
   if (mapped) return problem(mapped, DETAILS[mapped] ?? error.message);
   // A client error the host app (or a plugin) chose to throw: its status and words are its own, and
@@ -86,7 +90,9 @@ export const errorsPlugin = fp(
 
     app.setErrorHandler((error: FastifyError | ProblemError, request, reply) => {
       const mapped = toProblem(error);
-      if (mapped.status >= 500) request.log.error({ err: error }, 'request failed');
+      // An outage fails every request alike: one line each, with the cause, and no stack trace.
+      if (mapped.code === 'service_unavailable') request.log.warn({ code: mapped.code, cause: databaseErrorCause(error) }, mapped.title);
+      else if (mapped.status >= 500) request.log.error({ err: error }, 'request failed');
       else request.log.info({ code: mapped.code, status: mapped.status }, mapped.title);
       return sendProblem(reply, request, mapped);
     });
