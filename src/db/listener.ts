@@ -18,19 +18,27 @@ export interface ListenEvents {
 const RECONNECT_DELAYS_MS = [100, 200, 400, 800, 1000];
 /** A LISTEN attempt to an address that does not answer gives up after this long, then retries. */
 const CONNECT_TIMEOUT_SECONDS = 5;
+/**
+ * How often the listening connection is asked for a `select 1`, which must answer within as long.
+ * A connection can die without closing (a network cut, a failover that leaves the old server
+ * silent): only asking tells, and until then the cache would trust a listener that hears nothing.
+ */
+const HEARTBEAT_MS = 3000;
 
 /**
  * LISTEN on `channel` over a connection of its own to `url`, which must reach PostgreSQL directly:
  * a pooler in transaction mode would hand the session to another client after the LISTEN. The loss
- * of that connection is reported at once (onDown), then it reconnects by itself until LISTEN is
- * back (onUp). Resolves once the first LISTEN is in place, and rejects if it cannot be: a start
- * with an unreachable listener fails instead of running without notifications.
+ * of that connection is reported at once (onDown), or within two heartbeats if it dies silently,
+ * then it reconnects by itself until LISTEN is back (onUp). Resolves once the first LISTEN is in
+ * place, and rejects if it cannot be: a start with an unreachable listener fails instead of
+ * running without notifications.
  */
 export async function listenDirect(
   url: string,
   channel: string,
   onMessage: NotificationHandler,
   events: ListenEvents = {},
+  { heartbeatMs = HEARTBEAT_MS }: { heartbeatMs?: number } = {},
 ): Promise<() => Promise<void>> {
   const stopping = new AbortController();
   /** The connection listening, or being opened to listen. */
@@ -39,6 +47,20 @@ export async function listenDirect(
 
   const open = async (): Promise<void> => {
     let listening = false;
+    let heartbeat: NodeJS.Timeout | undefined;
+    /** This connection is lost: report it once and start again on a new one. */
+    const lose = () => {
+      // A connection that never listened is a failed attempt: whoever made it sees its error.
+      if (!listening || opened !== connection) return;
+      listening = false;
+      clearInterval(heartbeat);
+      connection = undefined;
+      // A silent connection may never answer this: it is left to the operating system.
+      void opened.end({ timeout: 0 });
+      if (stopping.signal.aborted) return;
+      events.onDown?.();
+      reconnecting = reconnect();
+    };
     // `onnotify` is the connection-level hook postgres.js's own listen() is built on; its types omit it.
     const options: postgres.Options<{}> & { onnotify: (channel: string, payload: string) => void } = {
       max: 1,
@@ -51,16 +73,7 @@ export async function listenDirect(
       onnotify: (from, payload) => {
         if (from === channel) onMessage(payload);
       },
-      onclose: () => {
-        // A connection that never listened is a failed attempt: whoever made it sees its error.
-        if (!listening || opened !== connection) return;
-        listening = false;
-        connection = undefined;
-        void opened.end({ timeout: 0 });
-        if (stopping.signal.aborted) return;
-        events.onDown?.();
-        reconnecting = reconnect();
-      },
+      onclose: lose,
     };
     const opened = postgres(url, options);
     connection = opened;
@@ -71,6 +84,12 @@ export async function listenDirect(
       await opened.end({ timeout: 0 });
       throw err;
     }
+    heartbeat = setInterval(() => {
+      const silent = setTimeout(lose, heartbeatMs);
+      opened.unsafe('select 1').then(() => clearTimeout(silent), lose);
+    }, heartbeatMs);
+    // The listener never keeps the process alive by itself.
+    heartbeat.unref();
   };
 
   const reconnect = async (): Promise<void> => {
