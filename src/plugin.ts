@@ -59,7 +59,7 @@ declare module 'fastify' {
 export const gatehousePlugin = fp(
   async (app: FastifyInstance, options: GatehouseOptions) => {
     const { config } = options;
-    const database = options.database ?? (await openConfiguredDatabase(config));
+    const database = options.database ?? (await openConfiguredDatabase(config, app.log));
     await seed(database.db);
 
     const gatehouse = createGatehouse(config, database, app.log);
@@ -67,6 +67,8 @@ export const gatehousePlugin = fp(
     // One hook, in order: finish work in flight, stop listening, then let go of the database.
     app.addHook('onClose', async () => {
       await gatehouse.background.idle();
+      // Audit events kept through an outage get half of SHUTDOWN_TIMEOUT to reach the database.
+      await gatehouse.auditQueue.close(config.shutdownTimeout * 500);
       await gatehouse.mailer.idle();
       gatehouse.mailer.close();
       await gatehouse.access.stop();

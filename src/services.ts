@@ -4,7 +4,8 @@ import type { Database, Db } from './db/client.js';
 import { AccessCache } from './domain/access-cache.js';
 import { createPasswordHasher, type PasswordHasher } from './domain/passwords.js';
 import type { SessionSettings } from './domain/sessions.js';
-import { recordAuditEvent, type AuditEventInput } from './domain/audit.js';
+import type { AuditEventInput } from './domain/audit.js';
+import { createAuditQueue, type AuditQueue } from './domain/audit-queue.js';
 import { deriveKey } from './domain/tokens.js';
 import { createBackgroundTasks, type BackgroundTasks } from './lib/background.js';
 import { createMailer, type Mailer } from './mail/mailer.js';
@@ -21,12 +22,15 @@ export interface Gatehouse {
   csrfKey: Buffer;
   mailer: Mailer;
   background: BackgroundTasks;
-  /** Appends to the audit log after the answer; a failure is logged and never fails the request. */
+  /** Appends to the audit log after the answer, through `auditQueue`; never fails the request. */
   audit(event: AuditEventInput): void;
+  /** Audit events on their way to the database, kept while it is out of reach. */
+  auditQueue: AuditQueue;
 }
 
 export function createGatehouse(config: Config, database: Database, log: FastifyBaseLogger): Gatehouse {
   const background = createBackgroundTasks(log);
+  const auditQueue = createAuditQueue(database.db, background, log);
   return {
     config,
     database,
@@ -49,6 +53,7 @@ export function createGatehouse(config: Config, database: Database, log: Fastify
       log,
     }),
     background,
-    audit: (event) => background.run('audit', () => recordAuditEvent(database.db, event)),
+    audit: (event) => auditQueue.record(event),
+    auditQueue,
   };
 }

@@ -10,7 +10,10 @@ import postgres from 'postgres';
 import type { Config } from '../config.js';
 import { listenDirect, type ListenEvents, type NotificationHandler } from './listener.js';
 import { lockFolder } from './pglite-lock.js';
+import { boundQueries } from './query-timeout.js';
 import * as schema from './schema.js';
+import { describeTarget, whenReachable, type StartupLog } from './startup.js';
+import { TEXT_ARRAY } from './text-array.js';
 
 /** One handle type for both drivers, so nothing above this file cares which one is behind. */
 export type Db = PgDatabase<PgQueryResultHKT, typeof schema>;
@@ -65,17 +68,27 @@ export interface OpenDatabaseOptions {
    * pooler in transaction mode, which may run a statement's next execution on another server.
    */
   preparedStatements?: boolean;
+  /** Longest wait for one query, a pool connection included, in seconds. Default 5. */
+  queryTimeout?: number;
+  /** How long opening waits for a database out of reach, in seconds. Default 0: one attempt. */
+  startupTimeout?: number;
+  /** Where the wait at opening reports each failed attempt and its cause. */
+  log?: StartupLog;
 }
 
 /** The database the configuration names: PostgreSQL at DATABASE_URL, else PGlite under DATA_DIR. */
 export function openConfiguredDatabase(
-  config: Pick<Config, 'databaseUrl' | 'databaseListenUrl' | 'databasePreparedStatements' | 'dataDir'>,
+  config: Pick<Config, 'databaseUrl' | 'databaseListenUrl' | 'databasePreparedStatements' | 'dataDir' | 'databaseQueryTimeout' | 'databaseStartupTimeout'>,
+  log?: StartupLog,
 ): Promise<Database> {
   return openDatabase({
     databaseUrl: config.databaseUrl,
     listenUrl: config.databaseListenUrl,
     preparedStatements: config.databasePreparedStatements,
     dataDir: join(config.dataDir, 'pglite'),
+    queryTimeout: config.databaseQueryTimeout,
+    startupTimeout: config.databaseStartupTimeout,
+    log,
   });
 }
 
@@ -121,31 +134,63 @@ async function openPglite({ dataDir, pgliteLoadDataDir, pglite }: OpenDatabaseOp
   };
 }
 
+/** A pool connection unused this long is closed: the next query opens a fresh one. */
+const IDLE_TIMEOUT_SECONDS = 30;
+
+/**
+ * The wait before reconnecting after a failed attempt, in seconds. postgres.js grows it to 20 s,
+ * which held each query of an outage that long and kept Gatehouse failing for as long after the
+ * database came back; half a second at most (jittered, so instances do not knock in step) keeps both short.
+ */
+function reconnectDelaySeconds(failures: number): number {
+  return (0.5 + Math.random() / 2) * Math.min(0.05 * 2 ** failures, 0.5);
+}
+
+/** postgres.js options of every Gatehouse connection to PostgreSQL. */
+function connectionOptions(queryTimeout: number) {
+  return {
+    onnotice: () => {},
+    // A connection that cannot be made within a query's time is of no use to that query.
+    connect_timeout: queryTimeout,
+    idle_timeout: IDLE_TIMEOUT_SECONDS,
+    backoff: reconnectDelaySeconds,
+    // See text-array.ts: the query this runs on each new connection could crash the process.
+    fetch_types: false,
+    types: { textArray: TEXT_ARRAY },
+  } satisfies postgres.Options<{ textArray: typeof TEXT_ARRAY }>;
+}
+
 async function openPostgres(
   url: string,
   poolSize: number,
-  { listenUrl = url, preparedStatements = true }: Pick<OpenDatabaseOptions, 'listenUrl' | 'preparedStatements'>,
+  { listenUrl = url, preparedStatements = true, queryTimeout = 5, startupTimeout = 0, log }: OpenDatabaseOptions,
 ): Promise<Database> {
-  const onnotice = () => {};
+  const options = connectionOptions(queryTimeout);
   // Migrate on a dedicated single connection, under an advisory lock so that several instances
   // starting at once do not race each other through the same migration. The direct connection:
   // through a pooler in transaction mode, the unlock could reach another server than the lock.
-  const migrationClient = postgres(listenUrl, { max: 1, onnotice });
-  try {
-    const migrationDb = drizzlePostgres(migrationClient);
-    await migrationDb.execute(sql`select pg_advisory_lock(${MIGRATION_LOCK_KEY})`);
-    try {
-      await migratePostgres(migrationDb, { migrationsFolder: MIGRATIONS_FOLDER });
-    } finally {
-      await migrationDb.execute(sql`select pg_advisory_unlock(${MIGRATION_LOCK_KEY})`);
-    }
-  } finally {
-    await migrationClient.end();
-  }
+  // Started with the database down, wait for it; each attempt on a client of its own.
+  await whenReachable(
+    async () => {
+      const migrationClient = postgres(listenUrl, { ...options, max: 1 });
+      try {
+        const migrationDb = drizzlePostgres(migrationClient);
+        await migrationDb.execute(sql`select pg_advisory_lock(${MIGRATION_LOCK_KEY})`);
+        try {
+          await migratePostgres(migrationDb, { migrationsFolder: MIGRATIONS_FOLDER });
+        } finally {
+          await migrationDb.execute(sql`select pg_advisory_unlock(${MIGRATION_LOCK_KEY})`);
+        }
+      } finally {
+        await migrationClient.end({ timeout: 1 });
+      }
+    },
+    { timeoutSeconds: startupTimeout, target: describeTarget(listenUrl), log },
+  );
 
-  const client = postgres(url, { max: poolSize, onnotice, prepare: preparedStatements });
+  const client = postgres(url, { ...options, max: poolSize, prepare: preparedStatements });
   const listeners = new Set<() => Promise<void>>();
-  const db = drizzlePostgres(client, { schema }) as unknown as Db;
+  const db = drizzlePostgres(boundQueries(client, queryTimeout * 1000), { schema }) as unknown as Db;
   return {
     db,
     driver: 'postgres',

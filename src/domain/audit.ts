@@ -35,17 +35,23 @@ export interface AuditEventInput {
   userAgent?: string | null;
   /** Small and never secret: names, ids, reasons; no passwords, tokens or hashes. */
   detail?: Record<string, unknown>;
+  /** When it happened, if not now: an event written late (after an outage) keeps its time. */
+  at?: Date;
 }
 
-export async function recordAuditEvent(db: DbOrTx, event: AuditEventInput): Promise<void> {
-  await db.insert(auditEvents).values({
-    type: event.type,
-    actorId: event.actorId ?? null,
-    userId: event.userId ?? null,
-    ip: event.ip ?? null,
-    userAgent: event.userAgent ?? null,
-    detail: event.detail ?? {},
-  });
+/** Appends the events in one statement, in their order. */
+export async function recordAuditEvents(db: DbOrTx, events: readonly AuditEventInput[]): Promise<void> {
+  await db.insert(auditEvents).values(
+    events.map((event) => ({
+      type: event.type,
+      actorId: event.actorId ?? null,
+      userId: event.userId ?? null,
+      ip: event.ip ?? null,
+      userAgent: event.userAgent ?? null,
+      detail: event.detail ?? {},
+      ...(event.at ? { at: event.at } : {}),
+    })),
+  );
 }
 
 /** The route's date-time format already checked this; a caller from outside HTTP gets the same 400. */
