@@ -39,6 +39,8 @@ export function perIp(setting: { max: number; windowSeconds: number }) {
  * such a request may take, yet long enough that a busy event loop does not pass for an outage.
  */
 const REDIS_COMMAND_TIMEOUT_MS = 200;
+/** The longest a start waits for a first answer from Redis before it goes on without the limits. */
+const REDIS_START_WAIT_MS = 1500;
 /** One warn line per this long while Redis fails, however many requests it fails. */
 const REDIS_WARN_INTERVAL_MS = 10_000;
 
@@ -103,12 +105,14 @@ async function connectRedis(url: string, log: FastifyBaseLogger) {
     }
   }
   // The first attempt is awaited so that the limits apply from the first request; a Redis that is
-  // down or silent fails it within the connect or command timeout, and the start goes on without it.
+  // down, silent or still loading its data set holds the start up no longer than REDIS_START_WAIT_MS.
   await new Promise<void>((resolve) => {
     const settle = () => {
+      clearTimeout(timer);
       client.off('ready', settle).off('error', settle);
       resolve();
     };
+    const timer = setTimeout(settle, REDIS_START_WAIT_MS);
     client.on('ready', settle).on('error', settle);
   });
   const store = class extends LoggedStore {

@@ -154,31 +154,46 @@ tap.test('Gatehouse starts with Redis down, limits fail open, and apply once Red
   t.same(stderr, [], 'nothing on stderr');
 });
 
-tap.test('a Redis that accepts connections and never answers holds no request up', async (t) => {
-  const stderr = captureStderr(t);
+/** A server on a free port that accepts connections and answers each chunk it reads with `reply`, if any. */
+async function fakeRedis(t: Test, reply?: string): Promise<{ url: string; connections: () => number }> {
   const sockets = new Set<Socket>();
   let connections = 0;
-  const silent = createServer((socket) => {
+  const server = createServer((socket) => {
     connections++;
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
+    socket.on('data', () => reply && socket.write(reply));
   });
-  await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   t.teardown(() => {
     for (const socket of sockets) socket.destroy();
-    silent.close();
+    server.close();
   });
-  const { port } = silent.address() as { port: number };
-  const logLines: string[] = [];
-  const { app } = await buildTestApp(t, KIND, { env: { REDIS_URL: `redis://127.0.0.1:${port}`, RATE_LIMIT_LOGIN: '3/1m' }, logLines });
-  t.ok(connections > 0, 'the client connected');
-  const user = await registerUser(app);
-  const slowest = await limitedRoutesAnswerAtOnce(t, app, user.accessToken, 2);
-  t.comment(`slowest limited request against a silent Redis: ${slowest.toFixed(0)} ms`);
-  await new Promise((resolve) => setTimeout(resolve, 500));
-  t.match(warnedOncePer10s(t, logLines), { cause: /timed out|Stream isn't writeable/ });
-  t.same(stderr, [], 'nothing on stderr');
-});
+  const { port } = server.address() as { port: number };
+  return { url: `redis://127.0.0.1:${port}`, connections: () => connections };
+}
+
+// INFO's answer while Redis loads its data set: clients wait for it to finish (here, an hour).
+const LOADING = '# Persistence\r\nloading:1\r\nloading_eta_seconds:3600\r\n';
+
+for (const [label, reply] of [
+  ['accepts connections and never answers', undefined],
+  ['is still loading its data set', `$${LOADING.length}\r\n${LOADING}\r\n`],
+] as const) {
+  tap.test(`a Redis that ${label} holds up neither the start nor a request`, async (t) => {
+    const stderr = captureStderr(t);
+    const redis = await fakeRedis(t, reply);
+    const logLines: string[] = [];
+    const { app } = await buildTestApp(t, KIND, { env: { REDIS_URL: redis.url, RATE_LIMIT_LOGIN: '3/1m' }, logLines });
+    t.ok(redis.connections() > 0, 'the client connected');
+    const user = await registerUser(app);
+    const slowest = await limitedRoutesAnswerAtOnce(t, app, user.accessToken, 2);
+    t.comment(`slowest limited request against a Redis that ${label}: ${slowest.toFixed(0)} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    t.match(warnedOncePer10s(t, logLines), { cause: /timed out|Stream isn't writeable/ });
+    t.same(stderr, [], 'nothing on stderr');
+  });
+}
 
 tap.test('a Redis that stops answering once connected costs a request the command timeout, no more', async (t) => {
   const stderr = captureStderr(t);
