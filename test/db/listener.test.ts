@@ -3,6 +3,7 @@ import postgres from 'postgres';
 import tap from 'tap';
 import { listenDirect } from '../../src/db/listener.js';
 import { openTestDatabase } from '../helpers/databases.js';
+import { startTcpProxy } from '../helpers/postgres-faults.js';
 import { freePort } from '../helpers/servers.js';
 
 /** Waits until `check` holds; fails after `limitMs`. Returns how long it took. */
@@ -60,5 +61,38 @@ if (process.env.TEST_DATABASE_URL) {
     t.same(reports, ['down', 'up', 'down'], 'no "up" after stop');
     const [row] = await sql<{ listeners: number }[]>`select count(*)::int as listeners from pg_stat_activity where datname = current_database() and query ilike 'listen%'`;
     t.equal(row?.listeners, 0, 'no LISTEN connection left');
+  });
+}
+
+if (process.env.TEST_DATABASE_URL) {
+  tap.test('a listening connection that dies without closing is found out by its heartbeat and replaced [postgres]', async (t) => {
+    const database = await openTestDatabase('postgres');
+    t.teardown(() => database.drop());
+    const server = new URL(database.url!);
+    const proxy = await startTcpProxy(t, Number(server.port));
+    const heard: string[] = [];
+    const reports: string[] = [];
+    const heartbeatMs = 200;
+    const stop = await listenDirect(proxy.urlOf(server.pathname.slice(1)), 'gatehouse_test', (payload) => heard.push(payload), {
+      onDown: () => reports.push('down'),
+      onUp: () => reports.push('up'),
+    }, { heartbeatMs });
+    t.teardown(stop);
+    const sql = postgres(database.url!, { max: 1, onnotice: () => {} });
+    t.teardown(() => sql.end());
+
+    // Quiet but alive: heartbeats answered, nothing reported.
+    await sleep(heartbeatMs * 3);
+    t.same(reports, [], 'a live connection is left alone');
+
+    proxy.blackhole();
+    const downMs = await within(5000, () => reports.length >= 1, 'the silent connection is found out');
+    t.same(reports, ['down'], `reported lost ${downMs} ms after the network went silent (heartbeat every ${heartbeatMs} ms)`);
+    proxy.restore();
+    const upMs = await within(5000, () => reports.length === 2, 'LISTEN is back');
+    t.same(reports, ['down', 'up'], `back ${upMs} ms after the network was restored`);
+    await sql`select pg_notify('gatehouse_test', 'after')`;
+    await within(2000, () => heard.length === 1, 'notices arrive again');
+    t.same(heard, ['after']);
   });
 }
