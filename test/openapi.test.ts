@@ -129,11 +129,21 @@ tap.test('a query parameter with a default is optional, and every operation decl
 });
 
 tap.test('the served document names PUBLIC_URL as its server', async (t) => {
-  const { buildTestApp } = await import('./helpers/app.js');
-  const { app } = await buildTestApp(t, 'pglite', { env: { PUBLIC_URL: 'https://auth.example.test/' } });
+  const { buildApp } = await import('../src/app.js');
+  const { testConfig } = await import('./helpers/app.js');
+  const { openTestDatabase } = await import('./helpers/databases.js');
+  const database = await openTestDatabase('pglite');
+  const app = await buildApp(testConfig({ PUBLIC_URL: 'https://auth.example.test/' }), { database });
+  t.teardown(async () => {
+    await app.close();
+    await database.drop();
+  });
+  // A route added to the standalone app without a schema is documented, and its access too.
+  app.get('/extra', { config: { public: true } }, async () => 'extra');
   const served = (await app.inject('/openapi.json')).json() as Document;
   t.same(served.servers, [{ url: 'https://auth.example.test' }]);
   t.ok(served.paths['/auth/login'], 'paths are relative to it');
+  t.same(served.paths['/extra']?.get?.security, [], 'a public route without a schema needs no credential either');
 });
 
 tap.test('in plugin mode under a prefix, the served document names PUBLIC_URL plus the prefix, and its paths follow it', async (t) => {

@@ -70,9 +70,9 @@ export const openapiPlugin = fp(
       // miss it when PUBLIC_URL has a path of its own (a proxy's /api).
       stripBasePath: false,
       transform: ({ schema, url, route }) => ({
-        // A route without a schema (none of Gatehouse's) reaches here with none at all.
+        // A route without a schema (none of Gatehouse's, but an app's own may) comes with none at all.
         schema: documentPublicAccess(schema ?? {}, route),
-        url: prefix && url.startsWith(prefix) ? url.slice(prefix.length) || '/' : url,
+        url: prefix && url.startsWith(`${prefix}/`) ? url.slice(prefix.length) : url,
       }),
       // @fastify/swagger marks every request body required; routes whose body may be absent say so.
       transformObject: (document) => markOptionalBodies((document as { openapiObject: OpenAPIV3_1.Document }).openapiObject),
