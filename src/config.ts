@@ -4,6 +4,7 @@ import { join, resolve } from 'node:path';
 import { Type, type Static } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { parseDuration } from './lib/duration.js';
+import { generateKeyRing, parseKeyRing, type EncryptionKey } from './lib/encryption.js';
 
 const Duration = Type.String({ pattern: '^\\s*\\d+\\s*[smhdw]?\\s*$', description: 'seconds, or a number with s, m, h, d or w' });
 const RateLimit = Type.String({ pattern: '^\\s*\\d+\\s*/\\s*\\d+\\s*[smhdw]?\\s*$', description: 'N/duration, e.g. 20/1m' });
@@ -28,6 +29,7 @@ export const EnvSchema = Type.Object({
   DATA_DIR: Type.String({ default: './data' }),
   JWT_SECRET: Type.Optional(Type.String({ minLength: 1 })),
   PASSWORD_PEPPER: Type.Optional(Type.String({ minLength: 1 })),
+  ENCRYPTION_KEYS: Type.Optional(Type.String({ minLength: 1, description: 'id:base64key,...: the first encrypts, all decrypt' })),
   JWT_ISSUER: Type.String({ minLength: 1, default: 'gatehouse' }),
   JWT_AUDIENCE: Type.String({ minLength: 1, default: 'gatehouse' }),
   ACCESS_TOKEN_TTL: Type.String({ ...Duration, default: '15m' }),
@@ -58,6 +60,10 @@ export const EnvSchema = Type.Object({
   LOGIN_LOCKOUT_MAX: Type.String({ ...Duration, default: '1h' }),
   CORS_ORIGINS: Type.String({ default: '', description: 'comma-separated allow-list of origins' }),
   JWT_CLOCK_SKEW: Type.String({ ...Duration, default: '5s' }),
+  REAUTH_MAX_AGE: Type.String({ ...Duration, default: '10m' }),
+  MFA_REQUIRED_PERMISSIONS: Type.String({ default: '', description: 'comma-separated permissions whose routes need aal2 from users with a second factor' }),
+  MFA_ENFORCE_FOR_ROLES: Type.String({ default: '', description: 'comma-separated roles that must enrol a second factor to use permission-guarded routes' }),
+  TOTP_ISSUER: Type.String({ minLength: 1, maxLength: 64, default: 'Gatehouse' }),
   SHUTDOWN_TIMEOUT: Type.String({ ...Duration, default: '10s' }),
   ADMIN_EMAIL: Type.Optional(Type.String()),
   ADMIN_PASSWORD: Type.Optional(Type.String()),
@@ -84,6 +90,8 @@ export interface Config {
   dataDir: string;
   jwtSecret: string;
   passwordPepper: string;
+  /** AES-256 keys for secrets stored to be read back (TOTP secrets): the first seals, all open. */
+  encryptionKeys: EncryptionKey[];
   jwtIssuer: string;
   jwtAudience: string;
   /** All durations in seconds. */
@@ -117,6 +125,14 @@ export interface Config {
   corsOrigins: string[];
   /** Seconds of clock difference tolerated on exp/nbf/iat. */
   jwtClockSkew: number;
+  /** How recent a factor must be (seconds) for routes marked `fresh: true`. */
+  reauthMaxAge: number;
+  /** Routes needing one of these permissions require aal2 from users who have a second factor. */
+  mfaRequiredPermissions: string[];
+  /** Users with one of these roles reach permission-guarded routes only once enrolled, at aal2. */
+  mfaEnforceForRoles: string[];
+  /** The issuer authenticator apps show beside the account (otpauth URI). */
+  totpIssuer: string;
   /** Longest a SIGTERM/SIGINT shutdown takes (requests in flight, then the database and the mailer) before the process exits 0 anyway, in seconds. */
   shutdownTimeout: number;
 }
@@ -189,6 +205,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, warn: (msg: str
     dataDir,
     jwtSecret: secret('JWT_SECRET'),
     passwordPepper: secret('PASSWORD_PEPPER'),
+    encryptionKeys: encryptionKeys(e.ENCRYPTION_KEYS, { production, dataDir, warn }),
     jwtIssuer: e.JWT_ISSUER,
     jwtAudience: e.JWT_AUDIENCE,
     accessTokenTtl,
@@ -223,6 +240,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, warn: (msg: str
     },
     corsOrigins: e.CORS_ORIGINS.split(',').map((o) => o.trim().replace(/\/+$/, '')).filter(Boolean),
     jwtClockSkew: duration('JWT_CLOCK_SKEW'),
+    reauthMaxAge: atLeastOneSecond('REAUTH_MAX_AGE'),
+    mfaRequiredPermissions: list(e.MFA_REQUIRED_PERMISSIONS),
+    mfaEnforceForRoles: list(e.MFA_ENFORCE_FOR_ROLES),
+    totpIssuer: e.TOTP_ISSUER,
     shutdownTimeout: atLeastOneSecond('SHUTDOWN_TIMEOUT'),
     admin: e.ADMIN_EMAIL && e.ADMIN_PASSWORD ? { email: e.ADMIN_EMAIL, password: e.ADMIN_PASSWORD } : undefined,
   };
@@ -248,6 +269,24 @@ function defaultPublicUrl(host: string, port: number): string {
   return `http://${address}:${port}`;
 }
 
+const list = (value: string) => value.split(',').map((item) => item.trim()).filter(Boolean);
+
+/**
+ * ENCRYPTION_KEYS as given, or, outside production, one key generated once and kept in DATA_DIR
+ * like the other secrets: losing it would make every stored TOTP secret unreadable.
+ */
+function encryptionKeys(value: string | undefined, options: { production: boolean; dataDir: string; warn: (msg: string) => void }): EncryptionKey[] {
+  if (value === undefined && options.production) {
+    throw new ConfigError('ENCRYPTION_KEYS is required when NODE_ENV=production: id:base64key, each key 32 random bytes (k1:$(openssl rand -base64 32))');
+  }
+  const text = resolveSecret('ENCRYPTION_KEYS', value, { ...options, generate: () => generateKeyRing() });
+  try {
+    return parseKeyRing(text);
+  } catch (err) {
+    throw new ConfigError(`Invalid environment variable ENCRYPTION_KEYS: ${(err as Error).message}`);
+  }
+}
+
 function parseTrustProxy(value: string): boolean | number | string[] {
   const v = value.trim();
   if (v === 'true' || v === 'false') return v === 'true';
@@ -260,9 +299,14 @@ function parseTrustProxy(value: string): boolean | number | string[] {
  * password hashes stay valid across restarts of a development server.
  */
 function resolveSecret(
-  name: 'JWT_SECRET' | 'PASSWORD_PEPPER',
+  name: 'JWT_SECRET' | 'PASSWORD_PEPPER' | 'ENCRYPTION_KEYS',
   value: string | undefined,
-  { production, dataDir, warn }: { production: boolean; dataDir: string; warn: (msg: string) => void },
+  {
+    production,
+    dataDir,
+    warn,
+    generate = () => randomBytes(48).toString('base64url'),
+  }: { production: boolean; dataDir: string; warn: (msg: string) => void; generate?: () => string },
 ): string {
   if (value !== undefined) {
     if (production && Buffer.byteLength(value, 'utf8') < MIN_SECRET_BYTES) {
@@ -275,7 +319,7 @@ function resolveSecret(
   const stored = readStoredSecrets(file);
   const existing = stored[name];
   if (existing) return existing;
-  const generated = randomBytes(48).toString('base64url');
+  const generated = generate();
   mkdirSync(dataDir, { recursive: true });
   writeFileSync(file, JSON.stringify({ ...stored, [name]: generated }, null, 2), { mode: 0o600 });
   warn(`${name} is not set: generated one and stored it in ${file}. Set ${name} in production.`);

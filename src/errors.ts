@@ -20,6 +20,12 @@ export const PROBLEMS = {
   csrf_failed: { status: 403, title: 'CSRF check failed' },
   permission_denied: { status: 403, title: 'Permission denied' },
   exceeds_own_permissions: { status: 403, title: 'Exceeds your own permissions' },
+  // The route needs a second factor proved in this session (aal2).
+  insufficient_aal: { status: 403, title: 'Second factor required' },
+  // The route needs a factor proved recently: POST /auth/reauthenticate, then retry.
+  reauthentication_required: { status: 403, title: 'Re-authentication required' },
+  // The caller's role requires two-factor authentication, and they have not enrolled yet.
+  mfa_enrollment_required: { status: 403, title: 'Two-factor enrollment required' },
   not_found: { status: 404, title: 'Not found' },
   method_not_allowed: { status: 405, title: 'Method not allowed' },
   email_taken: { status: 409, title: 'Email already registered' },
@@ -63,6 +69,8 @@ export class ProblemError extends Error {
       status?: number;
       /** Seconds until a retry can succeed (a lockout's end): sent as Retry-After. */
       retryAfter?: number;
+      /** Extension members of the problem+json body (RFC 9457 section 3.2), declared in ProblemSchema. */
+      extensions?: { maxAge?: number; methods?: string[] };
       /** Facts about the refusal for the audit log; never rendered in the response. */
       data?: Record<string, unknown>;
     } = {},

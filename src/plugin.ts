@@ -95,7 +95,10 @@ export const gatehousePlugin = fp(
       if (!app.getSchema(schema.$id!)) app.addSchema(schema);
     }
     await app.register(authPlugin, { gatehouse });
-    await app.register(permissionsPlugin, { undeclaredRoutes: options.undeclaredRoutes ?? 'warn' });
+    await app.register(permissionsPlugin, {
+      undeclaredRoutes: options.undeclaredRoutes ?? 'warn',
+      assurance: { reauthMaxAge: config.reauthMaxAge, mfaRequiredPermissions: config.mfaRequiredPermissions, mfaEnforceForRoles: config.mfaEnforceForRoles },
+    });
 
     await app.register(
       async (scope) => {

@@ -1,5 +1,6 @@
 import { relations, sql } from 'drizzle-orm';
 import {
+  bigint,
   boolean,
   index,
   integer,
@@ -100,6 +101,12 @@ export const sessions = pgTable(
     expiresAt: timestamp('expires_at', { withTimezone: true }).notNull(),
     revokedAt: timestamp('revoked_at', { withTimezone: true }),
     revokedReason: text('revoked_reason'),
+    /** When the user last proved a factor in this session: a login, a step-up. A refresh keeps it. */
+    authTime: timestamp('auth_time', { withTimezone: true }).notNull().defaultNow(),
+    /** How: RFC 8176 method references (pwd, otp, mfa; rc for a recovery code). */
+    amr: text('amr').array().notNull().default(sql`'{pwd}'::text[]`),
+    /** aal2 once a second factor was proved in this session, else aal1. */
+    aal: text('aal', { enum: ['aal1', 'aal2'] }).notNull().default('aal1'),
   },
   (t) => [
     index('sessions_live_by_user_idx')
@@ -144,6 +151,66 @@ export const userTokens = pgTable(
   },
   (t) => [uniqueIndex('user_tokens_token_hash_key').on(t.tokenHash), index('user_tokens_user_id_idx').on(t.userId)],
 );
+
+/** A user's TOTP authenticator: at most one, in use once confirmed with a first code. */
+export const totpFactors = pgTable('totp_factors', {
+  userId: uuid('user_id')
+    .primaryKey()
+    .references(() => users.id, { onDelete: 'cascade' }),
+  /** The base32 secret sealed with AES-256-GCM under ENCRYPTION_KEYS (lib/encryption.ts). */
+  secret: text('secret').notNull(),
+  createdAt: createdAt(),
+  confirmedAt: timestamp('confirmed_at', { withTimezone: true }),
+  /** The latest 30 s time step whose code was accepted: that step and older ones are refused (replay). */
+  lastUsedStep: bigint('last_used_step', { mode: 'number' }),
+});
+
+/** Single-use codes for when the authenticator is lost; HMAC-SHA256 under a key from PASSWORD_PEPPER. */
+export const recoveryCodes = pgTable(
+  'recovery_codes',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    userId: uuid('user_id')
+      .notNull()
+      .references(() => users.id, { onDelete: 'cascade' }),
+    codeHash: text('code_hash').notNull(),
+    createdAt: createdAt(),
+    usedAt: timestamp('used_at', { withTimezone: true }),
+  },
+  (t) => [uniqueIndex('recovery_codes_user_code_key').on(t.userId, t.codeHash)],
+);
+
+/**
+ * A login waiting for its second factor: the mfaToken (only its SHA-256 stored) stands for the
+ * first factor already proved, for a few minutes and a few wrong codes.
+ */
+export const mfaChallenges = pgTable(
+  'mfa_challenges',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    userId: uuid('user_id')
+      .notNull()
+      .references(() => users.id, { onDelete: 'cascade' }),
+    tokenHash: text('token_hash').notNull(),
+    /** The factors proved so far (RFC 8176 method references). */
+    amr: text('amr').array().notNull(),
+    createdAt: createdAt(),
+    expiresAt: timestamp('expires_at', { withTimezone: true }).notNull(),
+    /** Codes tried with this token, reserved before each is checked. */
+    attempts: integer('attempts').notNull().default(0),
+    usedAt: timestamp('used_at', { withTimezone: true }),
+  },
+  (t) => [uniqueIndex('mfa_challenges_token_hash_key').on(t.tokenHash), index('mfa_challenges_user_id_idx').on(t.userId)],
+);
+
+/** Second-factor codes tried per user in the current window, whatever the mfaToken: reserved before each check. */
+export const mfaAttempts = pgTable('mfa_attempts', {
+  userId: uuid('user_id')
+    .primaryKey()
+    .references(() => users.id, { onDelete: 'cascade' }),
+  attempts: integer('attempts').notNull().default(0),
+  windowStartedAt: timestamp('window_started_at', { withTimezone: true }).notNull(),
+});
 
 /**
  * Failed-login counting per normalized email, known or not (an unknown email must answer the
@@ -213,4 +280,6 @@ export type Session = typeof sessions.$inferSelect;
 export type RefreshToken = typeof refreshTokens.$inferSelect;
 export type UserToken = typeof userTokens.$inferSelect;
 export type AuditEvent = typeof auditEvents.$inferSelect;
+export type TotpFactor = typeof totpFactors.$inferSelect;
+export type MfaChallenge = typeof mfaChallenges.$inferSelect;
 export type UserTokenPurpose = UserToken['purpose'];

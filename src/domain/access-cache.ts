@@ -16,6 +16,8 @@ export interface UserAccess {
   roles: ReadonlySet<string>;
   permissions: ReadonlySet<string>;
   liveSessions: ReadonlySet<string>;
+  /** Whether the user has a confirmed second factor. */
+  mfaEnrolled: boolean;
   /** When this entry was read from the database (ms since epoch). */
   loadedAt: number;
 }
@@ -144,6 +146,7 @@ export class AccessCache {
       roles: new Set(state.roles),
       permissions: new Set(state.permissions),
       liveSessions: new Set(state.liveSessionIds),
+      mfaEnrolled: state.mfaEnrolled,
       loadedAt: ticket.loadedAt,
     };
     if (ticket.generation === this.generation && this.listening) {

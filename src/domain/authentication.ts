@@ -6,7 +6,9 @@ import type { AccessCache } from './access-cache.js';
 import type { AuditEventInput } from './audit.js';
 import { clearLoginFailures, loginFailed, reserveLoginAttempt } from './login-lockout.js';
 import type { PasswordHasher } from './passwords.js';
-import { startLoginSession, type SessionSettings } from './sessions.js';
+import { startLoginSession, type Assurance, type SessionSettings } from './sessions.js';
+
+export type { Assurance };
 import { findUserByEmail, updatePasswordHash } from './users.js';
 
 /**
@@ -14,14 +16,6 @@ import { findUserByEmail, updatePasswordHash } from './users.js';
  * `authenticate`, never a new copy of the login flow in a route.
  */
 export type Credential = { kind: 'password'; email: string; password: string };
-
-/** How sure we are of who opened a session: RFC 8176 method references and a NIST level. */
-export interface Assurance {
-  aal: 'aal1' | 'aal2';
-  amr: string[];
-  /** When the user last proved a factor. */
-  authTime: Date;
-}
 
 /** Where a request came from and who made it, as sessions and the audit log record it. */
 export interface AuthenticationContext {
@@ -40,10 +34,10 @@ export interface Authenticator {
   audit(event: AuditEventInput): void;
 }
 
+/** A new session, which carries its assurance, and its first refresh token. */
 export interface OpenedSession {
   session: Session;
   refreshToken: string;
-  assurance: Assurance;
 }
 
 export type AuthenticationResult = { status: 'authenticated' } & OpenedSession;
@@ -100,7 +94,7 @@ async function authenticateWithPassword(
   if (passwords.needsRehash(user.passwordHash)) {
     await updatePasswordHash(db, user.id, await passwords.hash(password));
   }
-  const opened = await openSession(auth, user.id, passwordAssurance(), context, { clearFailuresOf: email });
+  const opened = await openAuthenticatedSession(auth, user.id, passwordAssurance(), context, { clearFailuresOf: email });
   auth.audit({ type: 'login_succeeded', ...context, userId: user.id, detail: { sessionId: opened.session.id } });
   return { status: 'authenticated', ...opened };
 }
@@ -110,7 +104,7 @@ async function authenticateWithPassword(
  * which also tells the other instances) and leaves the user's new state in this instance's
  * authorization cache, for the token response and the first request with the new token.
  */
-export async function openSession(
+export async function openAuthenticatedSession(
   auth: Pick<Authenticator, 'db' | 'access' | 'sessionSettings'>,
   userId: string,
   assurance: Assurance,
@@ -120,9 +114,9 @@ export async function openSession(
   const ticket = auth.access.ticket();
   const opened = await startLoginSession(
     auth.db,
-    { userId, ip: context.ip, userAgent: context.userAgent, accessNotice: auth.access.notice(userId), ...options },
+    { userId, ip: context.ip, userAgent: context.userAgent, accessNotice: auth.access.notice(userId), assurance, ...options },
     auth.sessionSettings,
   );
   auth.access.prime(userId, opened.authorization, ticket);
-  return { session: opened.session, refreshToken: opened.refreshToken, assurance };
+  return { session: opened.session, refreshToken: opened.refreshToken };
 }

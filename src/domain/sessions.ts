@@ -18,6 +18,16 @@ export interface SessionSettings {
   successorKey: Buffer;
 }
 
+/** How sure we are of who opened a session: RFC 8176 method references and a NIST assurance level. */
+export interface Assurance {
+  aal: 'aal1' | 'aal2';
+  amr: string[];
+  /** When the user last proved a factor. */
+  authTime: Date;
+}
+
+const textArray = (items: readonly string[]) => sql`array[${sql.join(items.map((item) => sql`${item}`), sql`, `)}]::text[]`;
+
 export type RevocationReason = 'logout' | 'refresh_reuse' | 'admin' | 'user_disabled' | 'password_change' | 'password_reset' | 'user_request';
 
 const addSeconds = (date: Date, seconds: number) => new Date(date.getTime() + seconds * 1000);
@@ -188,20 +198,22 @@ export async function revokeUserSessions(
  */
 export async function startLoginSession(
   db: Db,
-  input: { userId: string; userAgent: string | null; ip: string | null; accessNotice: string; clearFailuresOf?: string },
+  input: { userId: string; userAgent: string | null; ip: string | null; accessNotice: string; clearFailuresOf?: string; assurance: Assurance },
   settings: SessionSettings,
 ): Promise<{ session: Session; refreshToken: string; authorization: AuthorizationState }> {
   const now = new Date();
   const at = now.toISOString();
   const sessionId = randomUUID();
   const refreshToken = newOpaqueToken();
+  const { assurance } = input;
   const [row] = await queryRows(
     db,
     sql`
       with opened as (
-        insert into sessions (id, user_id, user_agent, ip, created_at, last_used_at, expires_at)
+        insert into sessions (id, user_id, user_agent, ip, created_at, last_used_at, expires_at, auth_time, amr, aal)
         values (${sessionId}::uuid, ${input.userId}::uuid, ${input.userAgent}, ${input.ip}, ${at}::timestamptz,
-                ${at}::timestamptz, ${idleExpiry(now, now, settings).toISOString()}::timestamptz)
+                ${at}::timestamptz, ${idleExpiry(now, now, settings).toISOString()}::timestamptz,
+                ${assurance.authTime.toISOString()}::timestamptz, ${textArray(assurance.amr)}, ${assurance.aal})
         returning *
       ),
       first_token as (
@@ -224,6 +236,31 @@ export async function startLoginSession(
   // The statement's reads see the database as it was before it: the new session is not among them.
   authorization.liveSessionIds.push(sessionId);
   return { session: fromRow(sessions, row, 'session_'), refreshToken, authorization };
+}
+
+/**
+ * A live session's new assurance after the user proved a factor again (a step-up, a confirmed
+ * authenticator): its next tokens, and every refresh after, carry it. Undefined when the session
+ * is no longer live.
+ */
+export async function setSessionAssurance(db: DbOrTx, sessionId: string, assurance: Assurance): Promise<Session | undefined> {
+  const [session] = await db
+    .update(sessions)
+    .set({ aal: assurance.aal, amr: assurance.amr, authTime: assurance.authTime })
+    .where(and(eq(sessions.id, sessionId), isNull(sessions.revokedAt)))
+    .returning();
+  return session;
+}
+
+/**
+ * The user no longer has a second factor: every session of theirs is back to what a password
+ * proves, and the next refresh issues aal1 tokens.
+ */
+export async function dropSecondFactor(db: DbOrTx, userId: string): Promise<void> {
+  await db
+    .update(sessions)
+    .set({ aal: 'aal1', amr: sql`array(select m from unnest(${sessions.amr}) m where m not in ('otp', 'rc', 'mfa'))` })
+    .where(and(eq(sessions.userId, userId), isNull(sessions.revokedAt)));
 }
 
 /** Sessions that can still be refreshed, newest first. */

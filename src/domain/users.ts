@@ -12,6 +12,8 @@ export interface UserWithAccess {
   user: User;
   roles: string[];
   permissions: string[];
+  /** Whether the user has a confirmed second factor. */
+  mfaEnrolled: boolean;
 }
 
 /**
@@ -52,7 +54,8 @@ export interface AuthorizationState extends UserWithAccess {
 
 /**
  * The role names of the user in scope as `users`, and the union of those roles' permissions, both
- * sorted as JS sorts: for selects of users that need their access too. The admin role is the
+ * sorted as JS sorts, and whether they have a second factor: for selects of users that need their
+ * access too. The admin role is the
  * superuser: it holds every permission, including those created after it.
  */
 export const accessColumns = sql`
@@ -63,7 +66,8 @@ export const accessColumns = sql`
                       where ur.user_id = users.id and rp.permission_id = p.id)
            or exists (select 1 from user_roles ur join roles r on r.id = ur.role_id
                       where ur.user_id = users.id and r.name = ${ADMIN_ROLE})
-        order by 1) as permissions`;
+        order by 1) as permissions,
+  exists(select 1 from totp_factors f where f.user_id = users.id and f.confirmed_at is not null) as mfa_enrolled`;
 
 /**
  * The columns of an AuthorizationState, for a select with the user's row in scope as `users`: the
@@ -76,8 +80,8 @@ export const authorizationColumns = sql`
 
 /** A row selected with `accessColumns`, as the user with their access. */
 export function userWithAccessFrom(row: Record<string, unknown>): UserWithAccess {
-  const { roles, permissions } = row as { roles: string[]; permissions: string[] };
-  return { user: fromRow(users, row), roles, permissions };
+  const { roles, permissions, mfa_enrolled } = row as { roles: string[]; permissions: string[]; mfa_enrolled: boolean };
+  return { user: fromRow(users, row), roles, permissions, mfaEnrolled: mfa_enrolled };
 }
 
 export function authorizationStateFrom(row: Record<string, unknown>): AuthorizationState {

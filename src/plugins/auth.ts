@@ -13,9 +13,21 @@ export interface Principal {
   userId: string;
   sessionId: string;
   access: UserAccess;
+  /** The session's assurance when the access token was issued. */
+  aal: 'aal1' | 'aal2';
+  amr: string[];
+  /** When the user last proved a factor, in seconds since the epoch (0: unknown, never fresh). */
+  authTime: number;
 }
 
-export interface AccessTokenClaims {
+/** What an access token says about its session's assurance (OpenID Connect's names). */
+export interface AssuranceClaims {
+  auth_time: number;
+  amr: string[];
+  aal: 'aal1' | 'aal2';
+}
+
+export interface AccessTokenClaims extends Partial<AssuranceClaims> {
   sub: string;
   sid: string;
   iat: number;
@@ -24,7 +36,7 @@ export interface AccessTokenClaims {
 
 declare module '@fastify/jwt' {
   interface FastifyJWT {
-    payload: { sub: string; sid: string };
+    payload: { sub: string; sid: string } & AssuranceClaims;
     user: AccessTokenClaims;
   }
 }
@@ -41,7 +53,7 @@ declare module 'fastify' {
      * cache: undefined when only the database can tell (then call authenticate()).
      */
     authenticateFromCache(request: FastifyRequest): Principal | undefined;
-    signAccessToken(claims: { sub: string; sid: string }): string;
+    signAccessToken(claims: { sub: string; sid: string } & AssuranceClaims): string;
   }
 }
 
@@ -107,11 +119,15 @@ export const authPlugin = fp(
       if (!current || !current.user.active || !current.liveSessions.has(claims.sid)) {
         throw unauthorized('session_revoked', 'This session has been revoked: log in again.');
       }
-      return { userId: claims.sub, sessionId: claims.sid, access: current };
+      // A token from before assurance was recorded proves a password, and nothing fresh.
+      const aal = claims.aal === 'aal2' ? 'aal2' : 'aal1';
+      const amr = Array.isArray(claims.amr) ? claims.amr : ['pwd'];
+      const authTime = typeof claims.auth_time === 'number' ? claims.auth_time : 0;
+      return { userId: claims.sub, sessionId: claims.sid, access: current, aal, amr, authTime };
     };
 
     app.decorateRequest('principal', null);
-    app.decorate('signAccessToken', (claims: { sub: string; sid: string }) => app.jwt.sign(claims));
+    app.decorate('signAccessToken', (claims: { sub: string; sid: string } & AssuranceClaims) => app.jwt.sign(claims));
     app.decorate('authenticate', async (request: FastifyRequest): Promise<Principal> => {
       const claims = verifiedClaims(request);
       // A cache entry read before this token was issued may not know its session yet (a login on

@@ -80,6 +80,7 @@ export function sendProblem(reply: FastifyReply, request: FastifyRequest, err: P
       code: err.code,
       instance: request.url.split('?')[0],
       ...(err.extra.errors ? { errors: err.extra.errors } : {}),
+      ...err.extra.extensions,
     });
 }
 

@@ -18,7 +18,23 @@ export interface AccessRule {
   permissionsRequired?: string[];
   /** At least one of these permissions (permissions_accepted). */
   permissionsAccepted?: string[];
+  /** A second factor proved in the caller's session (403 insufficient_aal otherwise). */
+  aal?: 'aal2';
+  /** A factor proved within REAUTH_MAX_AGE (403 reauthentication_required otherwise). */
+  fresh?: boolean;
 }
+
+/** The deployment's two-factor policy, applied on top of each route's own rule. */
+export interface AssurancePolicy {
+  /** Seconds a proved factor counts as fresh, for `fresh: true` routes (REAUTH_MAX_AGE). */
+  reauthMaxAge: number;
+  /** Routes needing one of these permissions require aal2 from users who have a factor. */
+  mfaRequiredPermissions: readonly string[];
+  /** Users with one of these roles must have a factor, proved in the session, for permission-guarded routes. */
+  mfaEnforceForRoles: readonly string[];
+}
+
+const DEFAULT_POLICY: AssurancePolicy = { reauthMaxAge: 600, mfaRequiredPermissions: [], mfaEnforceForRoles: [] };
 
 declare module 'fastify' {
   interface FastifyContextConfig extends AccessRule {
@@ -58,6 +74,8 @@ export function ruleOf(config: AccessRule | undefined): AccessRule | null {
   for (const key of ['rolesRequired', 'rolesAccepted', 'permissionsRequired', 'permissionsAccepted'] as const) {
     if (config[key]?.length) rule[key] = config[key];
   }
+  if (config.aal === 'aal2') rule.aal = 'aal2';
+  if (config.fresh === true) rule.fresh = true;
   if (Object.keys(rule).length === 0 && !config.authenticated) return null;
   return { authenticated: true, ...rule };
 }
@@ -90,18 +108,63 @@ export function describeRule(rule: AccessRule): string {
   if (rule.rolesAccepted) parts.push(`any of the roles ${rule.rolesAccepted.join(', ')}`);
   if (rule.permissionsRequired) parts.push(`permissions ${rule.permissionsRequired.join(' and ')}`);
   if (rule.permissionsAccepted) parts.push(`any of the permissions ${rule.permissionsAccepted.join(', ')}`);
+  if (rule.aal) parts.push('a second factor proved in the session (aal2; 403 insufficient_aal otherwise)');
+  if (rule.fresh) parts.push('a factor proved within REAUTH_MAX_AGE (403 reauthentication_required otherwise: POST /auth/reauthenticate)');
   return parts.length ? `Requires a Bearer access token with ${parts.join('; ')}.` : 'Requires a Bearer access token.';
 }
 
+const permissionsOf = (rule: AccessRule) => [...(rule.permissionsRequired ?? []), ...(rule.permissionsAccepted ?? [])];
+
+/**
+ * What the rule and the two-factor policy ask of the session beyond roles and permissions, or
+ * undefined when the caller's session satisfies it. `policy` applies to permission-guarded routes only.
+ */
+export function assuranceCheck(rule: AccessRule, policy: AssurancePolicy): ((principal: Principal, nowSeconds: number) => Error | undefined) | undefined {
+  const guarded = permissionsOf(rule);
+  const enforcedRoles = guarded.length ? policy.mfaEnforceForRoles : [];
+  const aal2IfEnrolled = guarded.some((p) => policy.mfaRequiredPermissions.includes(p));
+  if (!rule.aal && !rule.fresh && enforcedRoles.length === 0 && !aal2IfEnrolled) return undefined;
+  return (principal, nowSeconds) => {
+    const { mfaEnrolled, roles } = principal.access;
+    const enforced = enforcedRoles.some((role) => roles.has(role));
+    if (enforced && !mfaEnrolled) {
+      return problem('mfa_enrollment_required', 'Your role requires two-factor authentication: enrol an authenticator (POST /auth/mfa/totp/enroll) first.');
+    }
+    if ((rule.aal === 'aal2' || enforced || (aal2IfEnrolled && mfaEnrolled)) && principal.aal !== 'aal2') {
+      return problem(
+        'insufficient_aal',
+        mfaEnrolled
+          ? 'This needs your second factor in this session: log in with it, or re-authenticate with a code (POST /auth/reauthenticate).'
+          : 'This needs a second factor: enrol an authenticator (POST /auth/mfa/totp/enroll) first.',
+      );
+    }
+    if (rule.fresh && nowSeconds - principal.authTime > policy.reauthMaxAge) {
+      const methods = mfaEnrolled ? ['password', 'totp'] : ['password'];
+      return problem('reauthentication_required', `Prove it is you again (POST /auth/reauthenticate): this needs a factor proved in the last ${policy.reauthMaxAge} seconds.`, {
+        extensions: { maxAge: policy.reauthMaxAge, methods },
+      });
+    }
+    return undefined;
+  };
+}
+
 /** The same rule, shown in the OpenAPI document: read from the route, never written twice. */
-function documentRule(routeOptions: RouteOptions, rule: AccessRule): void {
+function documentRule(routeOptions: RouteOptions, rule: AccessRule, policy: AssurancePolicy): void {
   const schema = { ...(routeOptions.schema ?? {}) } as Record<string, unknown>;
   schema.security = [{ bearerAuth: [] }];
   const roles = [...(rule.rolesRequired ?? []), ...(rule.rolesAccepted ?? [])];
-  const permissions = [...(rule.permissionsRequired ?? []), ...(rule.permissionsAccepted ?? [])];
+  const permissions = permissionsOf(rule);
   if (roles.length) schema['x-roles'] = roles;
   if (permissions.length) schema['x-permissions'] = permissions;
-  const line = describeRule(rule);
+  if (rule.aal) schema['x-aal'] = rule.aal;
+  if (rule.fresh) schema['x-fresh'] = true;
+  let line = describeRule(rule);
+  if (permissions.some((p) => policy.mfaRequiredPermissions.includes(p))) {
+    line += ' Users with a second factor need it proved in the session (aal2; MFA_REQUIRED_PERMISSIONS).';
+  }
+  if (permissions.length && policy.mfaEnforceForRoles.length) {
+    line += ` Users with the roles ${policy.mfaEnforceForRoles.join(', ')} need a second factor, proved in the session (MFA_ENFORCE_FOR_ROLES).`;
+  }
   schema.description = schema.description ? `${String(schema.description)}\n\n${line}` : line;
   routeOptions.schema = schema as RouteOptions['schema'];
 }
@@ -131,14 +194,19 @@ function routeLabel(method: string | string[] | undefined, url: string): string 
  * as well as to the ones created later, so it reaches routes of any order and any encapsulation.
  */
 export const permissionsPlugin = fp(
-  async (app: FastifyInstance, { undeclaredRoutes = 'warn' }: { undeclaredRoutes?: UndeclaredRoutes }) => {
+  async (
+    app: FastifyInstance,
+    { undeclaredRoutes = 'warn', assurance: policy = DEFAULT_POLICY }: { undeclaredRoutes?: UndeclaredRoutes; assurance?: AssurancePolicy },
+  ) => {
     // Callback style, with no promise at all when the caller is in the authorization cache: the
     // check runs on every protected request, and most of its cost was the async plumbing.
     const checkFor = (rule: AccessRule): onRequestHookHandler => {
+      const assured = assuranceCheck(rule, policy);
       const authorize = (request: FastifyRequest, principal: Principal): Error | undefined => {
         request.principal = principal;
         const missing = missingFor(rule, principal.access.roles, principal.access.permissions);
-        return missing.length ? problem('permission_denied', `Missing ${missing.join('; ')}.`) : undefined;
+        if (missing.length) return problem('permission_denied', `Missing ${missing.join('; ')}.`);
+        return assured?.(principal, Date.now() / 1000);
       };
       return function checkAccess(request, _reply, done) {
         let cached: Principal | undefined;
@@ -159,7 +227,7 @@ export const permissionsPlugin = fp(
       // A copy: a config literal shared by a route registered before the plugin must stay unmarked.
       routeOptions.config = { ...routeOptions.config, [GUARD]: rule ? 'checked' : 'seen' } as typeof routeOptions.config;
       if (!rule) return;
-      documentRule(routeOptions, rule);
+      documentRule(routeOptions, rule, policy);
       const existing = routeOptions.onRequest;
       routeOptions.onRequest = [checkFor(rule), ...(existing ? (Array.isArray(existing) ? existing : [existing]) : [])];
     });

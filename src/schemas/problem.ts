@@ -17,6 +17,10 @@ export const ProblemSchema = Type.Object(
         description: 'Present on validation_failed: one entry per offending field',
       }),
     ),
+    maxAge: Type.Optional(Type.Integer({ description: 'Present on reauthentication_required: how recent, in seconds, a proved factor must be' })),
+    methods: Type.Optional(
+      Type.Array(Type.String(), { description: 'Present on reauthentication_required: what POST /auth/reauthenticate accepts for this user' }),
+    ),
   },
   { $id: 'Problem', title: 'Problem' },
 );

@@ -31,6 +31,12 @@ export const UserSchema = Type.Object(
     previousLoginAt: NullableString({ format: 'date-time' }),
     previousLoginIp: NullableString(),
     loginCount: Type.Integer(),
+    mfaEnrolled: Type.Boolean({ description: 'Whether the user has a confirmed second factor (TOTP)' }),
+    aal: Type.Optional(
+      Type.Union([Type.Literal('aal1'), Type.Literal('aal2')], {
+        description: "The calling session's assurance level (aal2: a second factor was proved), at /auth/me and in token responses",
+      }),
+    ),
   },
   { $id: 'User', title: 'User' },
 );
@@ -50,10 +56,11 @@ export const USER_EXAMPLE: UserView = {
   previousLoginAt: null,
   previousLoginIp: null,
   loginCount: 1,
+  mfaEnrolled: false,
 };
 
 /** The public view of a user. Built field by field: nothing else (password hash!) can slip out. */
-export function toUserView(access: { user: User; roles: Iterable<string>; permissions: Iterable<string> }): UserView {
+export function toUserView(access: { user: User; roles: Iterable<string>; permissions: Iterable<string>; mfaEnrolled: boolean }): UserView {
   const { user } = access;
   return {
     id: user.id,
@@ -68,5 +75,6 @@ export function toUserView(access: { user: User; roles: Iterable<string>; permis
     previousLoginAt: user.previousLoginAt?.toISOString() ?? null,
     previousLoginIp: user.previousLoginIp,
     loginCount: user.loginCount,
+    mfaEnrolled: access.mfaEnrolled,
   };
 }

@@ -16,6 +16,7 @@ export function testConfig(env: Record<string, string> = {}): Config {
     {
       JWT_SECRET: 'test-jwt-secret-that-is-long-enough-0123456789',
       PASSWORD_PEPPER: 'test-pepper-that-is-long-enough-0123456789',
+      ENCRYPTION_KEYS: 'test:dGVzdC1lbmNyeXB0aW9uLWtleS0wMTIzNDU2Nzg5YWI=',
       BCRYPT_COST: '4',
       LOG_LEVEL: 'silent',
       COOKIE_SECURE: 'false',

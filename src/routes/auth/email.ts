@@ -86,7 +86,7 @@ export const emailRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }> = 
   app.post(
     '/email/change',
     {
-      config: { authenticated: true, rateLimit: perIp(gatehouse.config.rateLimits.login) },
+      config: { authenticated: true, fresh: true, rateLimit: perIp(gatehouse.config.rateLimits.login) },
       preValidation: normalizeEmailFields('newEmail'),
       schema: {
         operationId: 'changeEmail',
@@ -100,7 +100,7 @@ export const emailRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }> = 
           { newEmail: Email, password: Type.String({ minLength: 1, maxLength: 1024 }) },
           { additionalProperties: false, examples: [{ newEmail: 'ann.smith@example.com', password: 'correct horse battery staple' }] },
         ),
-        response: { 202: Accepted, ...problemResponses(...BODY_PROBLEMS, 401, 429) },
+        response: { 202: Accepted, ...problemResponses(...BODY_PROBLEMS, 401, 403, 429) },
       },
     },
     async (request, reply) => {

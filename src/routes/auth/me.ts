@@ -5,14 +5,16 @@ import { updateProfile } from '../../domain/users.js';
 import { BODY_PROBLEMS, problemResponses } from '../../schemas/problem.js';
 import { jsonResponse } from '../../schemas/responses.js';
 import { Name, USER_EXAMPLE, UserSchema, toUserView, type UserView } from '../../schemas/user.js';
+import type { Principal } from '../../plugins/auth.js';
 import type { Gatehouse } from '../../services.js';
 
-// A cache entry is replaced, never changed, when its user changes: so is the view made from it.
-const views = new WeakMap<UserAccess, UserView>();
-function viewOf(access: UserAccess): UserView {
-  let view = views.get(access);
-  if (!view) views.set(access, (view = toUserView(access)));
-  return view;
+// A cache entry is replaced, never changed, when its user changes: so are the views made from it,
+// one per assurance level of the calling session.
+const views = new WeakMap<UserAccess, Partial<Record<Principal['aal'], UserView>>>();
+function viewOf({ access, aal }: Principal): UserView {
+  let byLevel = views.get(access);
+  if (!byLevel) views.set(access, (byLevel = {}));
+  return (byLevel[aal] ??= { ...toUserView(access), aal });
 }
 
 export const meRoute: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }> = async (app, { gatehouse }) => {
@@ -28,7 +30,7 @@ export const meRoute: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }> = asyn
       },
     },
     // Served from the authorization cache the access check just used: no database query.
-    async (request) => viewOf(request.principal!.access),
+    async (request) => viewOf(request.principal!),
   );
 
   app.patch(

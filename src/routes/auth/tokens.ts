@@ -1,6 +1,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Session } from '../../db/schema.js';
-import { openSession, passwordAssurance, type OpenedSession } from '../../domain/authentication.js';
+import { openAuthenticatedSession, passwordAssurance, type OpenedSession } from '../../domain/authentication.js';
 import { hmac } from '../../domain/tokens.js';
 import { problem } from '../../errors.js';
 import { toUserView } from '../../schemas/user.js';
@@ -22,9 +22,9 @@ export function cookiePath(request: FastifyRequest): string {
   return url.slice(0, url.indexOf('/auth') + '/auth'.length);
 }
 
-/** Opens a password session for this request: see openSession in domain/authentication.ts. */
+/** Opens a password session for this request: see openAuthenticatedSession in domain/authentication.ts. */
 export async function openLoginSession(gatehouse: Gatehouse, request: FastifyRequest, userId: string): Promise<OpenedSession> {
-  return openSession(gatehouse, userId, passwordAssurance(), requestContext(request));
+  return openAuthenticatedSession(gatehouse, userId, passwordAssurance(), requestContext(request));
 }
 
 /**
@@ -41,12 +41,18 @@ export async function issueTokens(
   if (!access) throw problem('invalid_refresh_token', 'The account no longer exists.');
   // Deactivation revokes every session, but a refresh must not rely on that alone.
   if (!access.user.active) throw problem('account_disabled', 'This account has been disabled.');
-  const accessToken = request.server.signAccessToken({ sub: session.userId, sid: session.id });
+  const accessToken = request.server.signAccessToken({
+    sub: session.userId,
+    sid: session.id,
+    auth_time: Math.floor(session.authTime.getTime() / 1000),
+    amr: session.amr,
+    aal: session.aal,
+  });
   const body: TokenResponse = {
     accessToken,
     tokenType: 'Bearer',
     expiresIn: gatehouse.config.accessTokenTtl,
-    user: toUserView(access),
+    user: { ...toUserView(access), aal: session.aal },
   };
   if (useCookie) {
     reply.setCookie(REFRESH_COOKIE, refreshToken, {
