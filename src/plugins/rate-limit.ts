@@ -71,12 +71,12 @@ async function connectRedis(url: string, log: FastifyBaseLogger) {
   let lastWarning = -Infinity;
   let unlogged = 0;
   let failing = false;
-  const failed = (error: Error) => {
+  const failed = (cause: string) => {
     failing = true;
     unlogged++;
     const now = performance.now();
     if (now - lastWarning < REDIS_WARN_INTERVAL_MS) return;
-    log.warn({ cause: error.message, failures: unlogged }, 'Redis is unreachable: rate limits are not applied until it answers again');
+    log.warn({ cause, failures: unlogged }, 'Redis is unreachable: rate limits are not applied until it answers again');
     lastWarning = now;
     unlogged = 0;
   };
@@ -84,7 +84,17 @@ async function connectRedis(url: string, log: FastifyBaseLogger) {
     if (failing) log.info('Redis answers again: rate limits apply');
     failing = false;
   };
-  client.on('error', failed).on('ready', answered);
+  // A command refused while disconnected only says "Stream isn't writeable" (no offline queue): the
+  // cause is the connection's last error.
+  let disconnectedBecause = 'no connection to Redis yet';
+  client.on('error', (error) => {
+    disconnectedBecause = error.message;
+    failed(error.message);
+  });
+  client.on('ready', () => {
+    disconnectedBecause = 'connection to Redis lost';
+    answered();
+  });
 
   class LoggedStore implements FastifyRateLimitStore {
     constructor(private readonly inner: FastifyRateLimitStore) {}
@@ -92,7 +102,7 @@ async function connectRedis(url: string, log: FastifyBaseLogger) {
       this.inner.incr(
         key,
         (error, result) => {
-          if (error) failed(error);
+          if (error) failed(/^Stream isn't writeable/.test(error.message) ? disconnectedBecause : error.message);
           else answered();
           callback(error, result);
         },
