@@ -10,7 +10,8 @@ import { clientIp } from './client-ip.js';
  * Per-client-IP limits for the routes that invite abuse (login, register, forgot, resend,
  * refresh, and password and email change, which check a password at login's rate), each
  * declaring its own `config.rateLimit`. In memory for one instance; in Redis, shared
- * by every instance, when REDIS_URL is set. Which IP is the client's follows TRUST_PROXY.
+ * by every instance, when REDIS_URL is set (and not applied while Redis is away: an outage of the
+ * limits' store must not become one of login). Which IP is the client's follows TRUST_PROXY.
  */
 export async function useRateLimits(app: FastifyInstance, config: Config): Promise<void> {
   const redis = config.redisUrl ? await connectRedis(config.redisUrl, app.log) : undefined;
@@ -56,9 +57,8 @@ const RedisStore = createRequire(import.meta.url)('@fastify/rate-limit/store/Red
  * A Redis client for the limits that never makes a request wait on an outage: no offline queue (a
  * command fails at once while disconnected), a short command timeout (a Redis that accepts and never
  * answers), and reconnects at most half a second apart, so the limits apply again soon after Redis
- * returns. Its failures, whether a request met them or the client did reconnecting, are logged
- * through the app's logger, at most once per REDIS_WARN_INTERVAL_MS, never as ioredis' raw
- * stack traces on stderr.
+ * returns. Its failures, whether a request or a reconnect attempt met them, are logged through the
+ * app's logger at most once per REDIS_WARN_INTERVAL_MS, never as ioredis' raw stack traces on stderr.
  */
 async function connectRedis(url: string, log: FastifyBaseLogger) {
   const client = new Redis(url, {
