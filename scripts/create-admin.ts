@@ -5,6 +5,7 @@ import { seed } from '../src/db/seed.js';
 import { ensureAdmin } from '../src/domain/admin-bootstrap.js';
 import { normalizeEmail } from '../src/domain/email.js';
 import { createPasswordHasher } from '../src/domain/passwords.js';
+import { loadEnvFile } from '../src/env-file.js';
 
 /**
  * `npm run create-admin -- --email a@b.c --password '...'`: creates an admin, or promotes the existing
@@ -22,6 +23,8 @@ async function main(): Promise<number> {
     console.error('create-admin: the password must be 8 to 256 characters');
     return 2;
   }
+  // The same settings as the server's, .env included, so the admin lands in the server's database.
+  loadEnvFile();
   const config = loadConfig();
   const database = await openConfiguredDatabase(config);
   try {

@@ -4,8 +4,10 @@ import type { Logger } from 'pino';
 import { ConfigError, loadConfig } from './config.js';
 import { buildApp } from './app.js';
 import { createLogger } from './logger.js';
+import { loadEnvFile } from './env-file.js';
 
 async function main(): Promise<void> {
+  loadEnvFile();
   const config = loadConfig();
   const logger = createLogger(config);
   const app = await buildApp(config, { logger });
