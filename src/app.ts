@@ -2,7 +2,6 @@ import { randomUUID } from 'node:crypto';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { Config } from './config.js';
-import type { Database } from './db/client.js';
 import { problem } from './errors.js';
 import { createLogger } from './logger.js';
 import { gatehousePlugin } from './plugin.js';
@@ -11,6 +10,7 @@ import { trustProxyOption } from './plugins/client-ip.js';
 import { httpHardeningPlugin } from './plugins/http-hardening.js';
 import { openapiPlugin } from './plugins/openapi.js';
 import { routeAccessOf, type RouteAccess } from './plugins/permissions.js';
+import type { GatehouseDatabase } from './types.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -22,7 +22,7 @@ export const BODY_LIMIT = 64 * 1024;
 
 export interface BuildAppOptions {
   /** An already open database (tests, several apps on one database); otherwise opened from config. */
-  database?: Database;
+  database?: GatehouseDatabase;
   logger?: Logger;
 }
 

@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import type { Config } from './config.js';
-import { openConfiguredDatabase, type Database } from './db/client.js';
+import { openConfiguredDatabase } from './db/client.js';
 import { seed } from './db/seed.js';
 import { ensureAdmin, hasActiveAdmin } from './domain/admin-bootstrap.js';
 import { normalizeEmail } from './domain/email.js';
@@ -20,12 +20,13 @@ import { ProblemSchema } from './schemas/problem.js';
 import { SessionSchema } from './schemas/session.js';
 import { RegisterResponseSchema, TokenResponseSchema } from './schemas/tokens.js';
 import { UserSchema } from './schemas/user.js';
-import { createGatehouse, type Gatehouse } from './services.js';
+import { createGatehouse } from './services.js';
+import type { GatehouseDatabase, GatehouseServices } from './types.js';
 
 export interface GatehouseOptions {
   config: Config;
   /** An open database; without one Gatehouse opens (and closes) its own from `config`. */
-  database?: Database;
+  database?: GatehouseDatabase;
   /** Where Gatehouse's routes are mounted, e.g. '/identity'. Default: the root. */
   prefix?: string;
   /**
@@ -47,7 +48,7 @@ export interface GatehouseOptions {
 
 declare module 'fastify' {
   interface FastifyInstance {
-    gatehouse: Gatehouse;
+    gatehouse: GatehouseServices;
   }
 }
 

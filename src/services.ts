@@ -28,6 +28,11 @@ export interface Gatehouse {
   auditQueue: AuditQueue;
 }
 
+// `app.gatehouse` (GatehouseServices) is this interface, seen from inside the package: see types.ts.
+declare module './types.js' {
+  interface GatehouseServices extends Gatehouse {}
+}
+
 export function createGatehouse(config: Config, database: Database, log: FastifyBaseLogger): Gatehouse {
   const background = createBackgroundTasks(log);
   const auditQueue = createAuditQueue(database.db, background, log);

@@ -31,6 +31,11 @@ export interface Database {
   close(): Promise<void>;
 }
 
+// The public GatehouseDatabase is this interface, seen from inside the package: see types.ts.
+declare module '../types.js' {
+  interface GatehouseDatabase extends Database {}
+}
+
 /**
  * The package's `migrations/` folder: the nearest one above this file. Not a fixed relative path,
  * because this file runs from src/db, dist/db, a bench build (build/bench/src/db) or node_modules.

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { sql } from 'drizzle-orm';
 import type { Database } from '../db/client.js';
-import type { User } from '../db/schema.js';
+import type { UserAccess } from '../types.js';
 import { loadAuthorizationState, type AuthorizationState } from './users.js';
 
 export const ACCESS_CHANNEL = 'gatehouse_access';
@@ -10,17 +10,8 @@ export const EVERYONE = '*';
 /** Notices are `<user id or *>` or `<user id or *> <origin>`: plain ones come from outside Gatehouse (psql). */
 const ORIGIN_SEPARATOR = ' ';
 
-/** What the hot path needs to authorize a request, held in memory per user. */
-export interface UserAccess {
-  user: User;
-  roles: ReadonlySet<string>;
-  permissions: ReadonlySet<string>;
-  liveSessions: ReadonlySet<string>;
-  /** Whether the user has a confirmed second factor. */
-  mfaEnrolled: boolean;
-  /** When this entry was read from the database (ms since epoch). */
-  loadedAt: number;
-}
+// Declared in types.ts: Principal shows it to host apps.
+export type { UserAccess };
 
 /** When and at which invalidation count a state was read: see AccessCache.ticket(). */
 export interface CacheTicket {

@@ -4,8 +4,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { unauthorized } from '../errors.js';
 import { isUuid } from '../lib/uuid.js';
-import type { UserAccess } from '../domain/access-cache.js';
-import type { Gatehouse } from '../services.js';
+import type { GatehouseServices, UserAccess } from '../types.js';
 import { VerifiedTokens } from './verified-tokens.js';
 
 /** Who is calling: set on every request that passed a route's access rule. */
@@ -76,7 +75,7 @@ export function isAccessTokenClaims(claims: unknown): claims is AccessTokenClaim
 }
 
 export const authPlugin = fp(
-  async (app: FastifyInstance, { gatehouse }: { gatehouse: Gatehouse }) => {
+  async (app: FastifyInstance, { gatehouse }: { gatehouse: GatehouseServices }) => {
     const { config, access } = gatehouse;
     await app.register(cookie);
     await app.register(jwt, {

@@ -1,5 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox';
-import type { User } from '../db/schema.js';
+import type { GatehouseUser } from '../types.js';
 
 export const Email = Type.String({ format: 'email', maxLength: 254, description: 'Trimmed and lower-cased before it is checked' });
 // Only bounded here: the policy (domain/password-policy.ts) answers weak_password with its reason.
@@ -60,7 +60,7 @@ export const USER_EXAMPLE: UserView = {
 };
 
 /** The public view of a user. Built field by field: nothing else (password hash!) can slip out. */
-export function toUserView(access: { user: User; roles: Iterable<string>; permissions: Iterable<string>; mfaEnrolled: boolean }): UserView {
+export function toUserView(access: { user: GatehouseUser; roles: Iterable<string>; permissions: Iterable<string>; mfaEnrolled: boolean }): UserView {
   const { user } = access;
   return {
     id: user.id,
