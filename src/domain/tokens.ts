@@ -5,6 +5,14 @@ export function newOpaqueToken(): string {
   return randomBytes(32).toString('base64url');
 }
 
+/**
+ * An access token's `jti`: 128 random bits. Without it two tokens for one session signed in the same
+ * second would be the same string, so a refresh could hand back the very token it replaces.
+ */
+export function newTokenId(): string {
+  return randomBytes(16).toString('base64url');
+}
+
 /** The only form in which opaque tokens are stored. */
 export function hashToken(token: string): string {
   return createHash('sha256').update(token, 'utf8').digest('base64url');

@@ -4,6 +4,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { unauthorized } from '../errors.js';
 import { isUuid } from '../lib/uuid.js';
+import { newTokenId } from '../domain/tokens.js';
 import type { GatehouseServices, UserAccess } from '../types.js';
 import { VerifiedTokens } from './verified-tokens.js';
 
@@ -35,7 +36,7 @@ export interface AccessTokenClaims extends Partial<AssuranceClaims> {
 
 declare module '@fastify/jwt' {
   interface FastifyJWT {
-    payload: { sub: string; sid: string } & AssuranceClaims;
+    payload: { sub: string; sid: string; jti: string } & AssuranceClaims;
     user: AccessTokenClaims;
   }
 }
@@ -126,7 +127,7 @@ export const authPlugin = fp(
     };
 
     app.decorateRequest('principal', null);
-    app.decorate('signAccessToken', (claims: { sub: string; sid: string } & AssuranceClaims) => app.jwt.sign(claims));
+    app.decorate('signAccessToken', (claims: { sub: string; sid: string } & AssuranceClaims) => app.jwt.sign({ ...claims, jti: newTokenId() }));
     app.decorate('authenticate', async (request: FastifyRequest): Promise<Principal> => {
       const claims = verifiedClaims(request);
       // A cache entry read before this token was issued may not know its session yet (a login on

@@ -8,6 +8,8 @@ export interface AccessClaims {
   exp: number;
   iss: string;
   aud: string;
+  /** 128 random bits, base64url: tells apart tokens with otherwise equal claims. */
+  jti?: string;
 }
 
 const HASHES = { HS256: 'sha256', HS384: 'sha384', HS512: 'sha512' } as const;

@@ -158,3 +158,23 @@ eachDatabase('rotated tokens stay dead across a restart', async (t, kind) => {
   assertProblem(t, await post(restarted, '/auth/refresh', { refreshToken }), 401, 'refresh_token_reused', 'the rotated one does not');
   assertProblem(t, await post(restarted, '/auth/refresh', { refreshToken: json(next).refreshToken }), 401, 'session_revoked');
 });
+
+eachDatabase('a refresh in the same second as the previous token still issues a different access token, and both verify', async (t, kind) => {
+  const { app } = await buildTestApp(t, kind);
+  let { accessToken, refreshToken } = await registerUser(app);
+  // Refresh until two tokens in a row share their iat (normally the first time): before `jti`,
+  // such a pair was the same string.
+  for (let sameSecond = false, round = 0; !sameSecond; round++) {
+    if (round === 20) throw new Error('20 refreshes, each in another second than the one before');
+    const next = json(await post(app, '/auth/refresh', { refreshToken }));
+    const [before, after] = [claimsOf(accessToken), claimsOf(next.accessToken)];
+    sameSecond = before.iat === after.iat;
+    t.not(next.accessToken, accessToken, 'a new access token');
+    t.match(after.jti, /^[A-Za-z0-9_-]{22}$/, 'jti: 128 random bits');
+    t.not(after.jti, before.jti);
+    for (const token of [accessToken, next.accessToken]) {
+      t.equal((await app.inject({ url: '/auth/me', headers: bearer(token) })).statusCode, 200, 'both verify');
+    }
+    ({ accessToken, refreshToken } = next);
+  }
+});
