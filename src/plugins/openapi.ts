@@ -54,11 +54,13 @@ function documentPublicAccess(schema: FastifySchema, route: RouteOptions): Fasti
 /** The OpenAPI 3.1 document, generated from the route schemas and served at /openapi.json and /docs. */
 export const openapiPlugin = fp(
   async (app: FastifyInstance, { publicUrl, prefix = '' }: OpenapiOptions) => {
+    // As Fastify mounts it: '/identity/' and '/identity' are the same prefix.
+    const base = prefix.replace(/\/+$/, '');
     await app.register(swagger, {
       openapi: {
         openapi: '3.1.0',
         info: OPENAPI_INFO,
-        servers: [{ url: `${publicUrl}${prefix}` }],
+        servers: [{ url: `${publicUrl}${base}` }],
         tags: TAGS,
         components: {
           securitySchemes: {
@@ -67,12 +69,13 @@ export const openapiPlugin = fp(
         },
       },
       // The prefix is taken off here rather than by matching the server URL's path, which would
-      // miss it when PUBLIC_URL has a path of its own (a proxy's /api).
+      // miss it when PUBLIC_URL has a path of its own (a proxy's /api). Every route this document
+      // sees was registered in the scope it was, so under the prefix.
       stripBasePath: false,
       transform: ({ schema, url, route }) => ({
         // A route without a schema (none of Gatehouse's, but an app's own may) comes with none at all.
         schema: documentPublicAccess(schema ?? {}, route),
-        url: prefix && url.startsWith(`${prefix}/`) ? url.slice(prefix.length) : url,
+        url: url.slice(base.length),
       }),
       // @fastify/swagger marks every request body required; routes whose body may be absent say so.
       transformObject: (document) => markOptionalBodies((document as { openapiObject: OpenAPIV3_1.Document }).openapiObject),
