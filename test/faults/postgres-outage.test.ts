@@ -4,9 +4,13 @@
  * answering. Timings are printed as comments; bounds are asserted with a margin that a hang of
  * 20-30 s (before) still fails.
  */
+import { sql } from 'drizzle-orm';
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
 import postgres from 'postgres';
 import tap from 'tap';
+import { openDatabase } from '../../src/db/client.js';
+import { isConnectionLost } from '../../src/db/errors.js';
+import { queryRows } from '../../src/db/rows.js';
 import { READY_TIMEOUT_MS } from '../../src/routes/health/index.js';
 import { adminToken, type Actor } from '../helpers/admin.js';
 import type { Test } from '../helpers/app.js';
@@ -202,4 +206,61 @@ void tap.test('a transaction whose statement outlives DATABASE_QUERY_TIMEOUT is 
   const again = await msUntil(async () => (await post(app, '/auth/register', { email: 'slow@example.com', password: PASSWORD })).statusCode === 201, 5000);
   t.comment(`registered ${again} ms after the lock was released`);
   t.same(uncaught, [], 'nothing uncaught');
+});
+
+void tap.test('statements a transaction sends after its connection was lost fail at once, without reaching it', async (t) => {
+  const database = await openDatabase({ databaseUrl: cluster.urlOf(await createDatabase(cluster)), poolSize: 2 });
+  t.teardown(() => database.close());
+  let afterLoss: Promise<{ ms: number; result: unknown }> | undefined;
+  const transaction = database.db.transaction(async (tx) => {
+    const nested = await tx.transaction(async (inner) => queryRows(inner, sql`select 1 as one`));
+    t.same(nested, [{ one: 1 }], 'a nested transaction (a savepoint) works through the bounded client');
+    const cut = tx.execute(sql`select pg_sleep(30)`).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    setTimeout(() => cluster.stop(), 200);
+    t.ok(isConnectionLost(await cut), 'the statement running is failed by the loss');
+    // Code that swallowed that error and carries on: postgres.js would write this to the closed socket.
+    afterLoss = timed(() =>
+      tx.execute(sql`select 2`).then(
+        () => undefined,
+        (e: unknown) => e,
+      ),
+    );
+    await afterLoss;
+  });
+  try {
+    const err = await transaction.then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    t.ok(isConnectionLost(err), 'the transaction fails with the loss');
+    const { ms, result } = await afterLoss!;
+    t.ok(isConnectionLost(result), 'the next statement fails with it too');
+    t.ok(ms < 100, `at once (${ms} ms)`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    t.same(uncaught, [], 'nothing uncaught');
+  } finally {
+    cluster.start();
+  }
+});
+
+void tap.test('audit events kept through an outage are written at shutdown when the database is back by then', async (t) => {
+  const name = await createDatabase(cluster);
+  const { app } = await buildAppOnUrl(t, cluster.urlOf(name));
+  cluster.stop();
+  try {
+    app.gatehouse.audit({ type: 'logout', detail: { kept: 'until shutdown' } });
+    await app.gatehouse.background.idle();
+    t.equal(app.gatehouse.auditQueue.pending, 1, 'kept while the database is down');
+  } finally {
+    cluster.start();
+  }
+  // Closed before the retry comes round: the close itself writes it.
+  await app.close();
+  const reader = postgres(cluster.urlOf(name), { max: 1, onnotice: () => {} });
+  t.teardown(() => reader.end());
+  const rows = await reader`select type, detail from audit_events where detail->>'kept' = 'until shutdown'`;
+  t.equal(rows.length, 1, 'written by the close');
 });
