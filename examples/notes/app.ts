@@ -11,7 +11,7 @@ const Note = Type.Object({ id: Type.Integer(), text: Type.String(), author: Type
  * `read` lists notes, `write` adds them, `delete` removes them, and only the `admin` role sees the
  * stats, like the seed system's admin-only route. Gatehouse's own routes live under /identity.
  */
-export async function buildNotesApp(config: Config, database?: Database): Promise<FastifyInstance> {
+export async function buildNotesApp(config: Config, database: Database): Promise<FastifyInstance> {
   const app = Fastify({ logger: false }).withTypeProvider<TypeBoxTypeProvider>();
   // Optional: problem+json for the host's own errors too (permission_denied included).
   await app.register(errorsPlugin);
