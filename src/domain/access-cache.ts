@@ -13,6 +13,12 @@ const ORIGIN_SEPARATOR = ' ';
 // Declared in types.ts: Principal shows it to host apps.
 export type { UserAccess };
 
+/** Where the cache says that it stops or starts trusting itself again (pino's logger fits). */
+export interface AccessCacheLog {
+  warn(message: string): void;
+  info(message: string): void;
+}
+
 /** When and at which invalidation count a state was read: see AccessCache.ticket(). */
 export interface CacheTicket {
   generation: number;
@@ -41,7 +47,7 @@ export class AccessCache {
 
   constructor(
     private readonly database: Database,
-    private readonly options: { ttlMs: number; maxEntries?: number },
+    private readonly options: { ttlMs: number; maxEntries?: number; log?: AccessCacheLog },
   ) {}
 
   async start(): Promise<void> {
@@ -55,11 +61,13 @@ export class AccessCache {
         onDown: () => {
           this.listening = false;
           this.invalidateLocal(EVERYONE);
+          this.options.log?.warn('LISTEN connection to the database lost: every request reads its rights from the database until it is back');
         },
         // Bumping the generation also keeps out the states read while distrusted and still in flight.
         onUp: () => {
           this.invalidateLocal(EVERYONE);
           this.listening = true;
+          this.options.log?.info('LISTEN connection to the database back: the authorization cache is in use again');
         },
       },
     );

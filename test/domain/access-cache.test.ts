@@ -29,7 +29,9 @@ eachDatabase('while LISTEN is down the cache serves and keeps nothing; once it i
   const { app, database } = await buildTestApp(t, kind);
   const { user } = await registerUser(app);
   const listener = withListenerReports(database);
-  const cache = new AccessCache(listener.database, { ttlMs: 60_000 });
+  const logged: string[] = [];
+  const log = { warn: (message: string) => logged.push(`warn: ${message}`), info: (message: string) => logged.push(`info: ${message}`) };
+  const cache = new AccessCache(listener.database, { ttlMs: 60_000, log });
   t.teardown(() => cache.stop());
 
   t.notOk(cache.trusted, 'not trusted before it listens');
@@ -44,6 +46,7 @@ eachDatabase('while LISTEN is down the cache serves and keeps nothing; once it i
 
   listener.down();
   t.notOk(cache.trusted, 'not trusted while LISTEN is down');
+  t.match(logged, [/^warn: LISTEN connection to the database lost/], 'says so at warn');
   t.equal(cache.size, 0, 'its entries are dropped');
   t.equal(cache.peek(user.id), undefined, 'peek finds nothing');
   // A change nobody is told of (psql): only a read of the database can see it.
@@ -61,6 +64,7 @@ eachDatabase('while LISTEN is down the cache serves and keeps nothing; once it i
   const inFlight = cache.get(user.id);
   listener.up();
   t.ok(cache.trusted, 'trusted again once LISTEN is back');
+  t.match(logged.slice(1), [/^info: LISTEN connection to the database back/], 'and says that at info');
   await inFlight;
   t.equal(cache.size, 0, 'a state read while down is not kept after LISTEN is back');
   const fresh = await cache.get(user.id);
