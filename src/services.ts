@@ -41,7 +41,7 @@ export function createGatehouse(config: Config, database: Database, log: Fastify
     database,
     db: database.db,
     passwords: createPasswordHasher({ pepper: config.passwordPepper, cost: config.bcryptCost }),
-    access: new AccessCache(database, { ttlMs: config.authzCacheTtl * 1000 }),
+    access: new AccessCache(database, { ttlMs: config.authzCacheTtl * 1000, log }),
     sessionSettings: {
       refreshTokenTtl: config.refreshTokenTtl,
       sessionMaxAge: config.sessionMaxAge,
