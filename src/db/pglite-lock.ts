@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { closeSync, openSync, readFileSync, renameSync, unlinkSync, linkSync, writeSync } from 'node:fs';
+import { closeSync, linkSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 
@@ -67,15 +67,18 @@ export function lockFolder(folder: string): FolderLock {
     startTime: startTimeOf(process.pid),
     since: new Date().toISOString(),
   } satisfies Holder);
-  // A few rounds: a stale lock taken over, or one that vanished between two looks, means trying again.
-  for (let round = 1; ; round++) {
-    if (create(path, content)) return hold(path, content);
-    const seen = read(path);
-    if (seen === undefined && round < MAX_ROUNDS) continue;
-    const holder = parse(seen ?? '');
-    if (!holder || !isStale(holder) || round === MAX_ROUNDS) throw new FolderLockedError(dir, path, holder);
-    takeOver(path, seen!);
-  }
+  return acquire(dir, path, content, 1);
+}
+
+/** A stale lock taken over, or one that vanished between two looks, means another round. */
+function acquire(dir: string, path: string, content: string, round: number): FolderLock {
+  if (create(path, content)) return hold(path, content);
+  const seen = read(path);
+  if (seen === undefined && round < MAX_ROUNDS) return acquire(dir, path, content, round + 1);
+  const holder = parse(seen ?? '');
+  if (!holder || !isStale(holder) || round === MAX_ROUNDS) throw new FolderLockedError(dir, path, holder);
+  takeOver(path, seen!);
+  return acquire(dir, path, content, round + 1);
 }
 
 const MAX_ROUNDS = 3;
@@ -86,7 +89,7 @@ function hold(path: string, content: string): FolderLock {
     if (held.get(path) !== content) return;
     held.delete(path);
     process.off('exit', release);
-    if (read(path) === content) unlinkQuietly(path);
+    if (read(path) === content) rmSync(path, { force: true });
   };
   // A process that exits without closing its database (a shutdown deadline) leaves no lock behind.
   process.on('exit', release);
@@ -147,43 +150,31 @@ function isStale(holder: Holder): boolean {
 
 /**
  * Removes the stale lock `seen`, unless another process replaced it in the meantime: moved aside
- * first, it is checked, and put back when it turns out to be a live one.
+ * first, it is checked, and put back when it turns out to be a live one. Exported for the tests of
+ * the races it settles.
  */
-function takeOver(path: string, seen: string): void {
+export function takeOver(path: string, seen: string): void {
   const aside = `${path}.${process.pid}.${randomBytes(4).toString('hex')}`;
   try {
     renameSync(path, aside);
   } catch (err) {
+    // Gone already: another process took it over first.
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
     throw err;
   }
+  // Putting a live lock back fails only if a third process locked the folder in that instant: its
+  // lock stands and the one put aside is lost, the one race this does not settle.
   if (readFileSync(aside, 'utf8') !== seen) {
     try {
       linkSync(aside, path);
-    } catch {
-      // A third process locked the folder in the instant the lock was aside: its lock stands, and
-      // the one put aside is lost. Three processes starting within microseconds of each other over
-      // a stale lock is the one race this does not settle.
-    }
+    } catch {}
   }
-  unlinkQuietly(aside);
-}
-
-function unlinkQuietly(path: string): void {
-  try {
-    unlinkSync(path);
-  } catch {
-    // already gone
-  }
+  rmSync(aside, { force: true });
 }
 
 /** Field 22 of /proc/<pid>/stat: when the process started, in clock ticks since boot. Linux only. */
 function startTimeOf(pid: number): string | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // The command name (field 2) may hold spaces and parentheses: count from the last ')'.
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
-  } catch {
-    return undefined;
-  }
+  const stat = read(`/proc/${pid}/stat`);
+  // The command name (field 2) may hold spaces and parentheses: count from the last ')'.
+  return stat?.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
 }

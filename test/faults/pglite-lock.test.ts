@@ -3,11 +3,11 @@
  * told which process holds the folder; the lock of a process that is gone is taken over.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import t from 'tap';
-import { FolderLockedError, lockFolder } from '../../src/db/pglite-lock.js';
+import { FolderLockedError, lockFolder, takeOver } from '../../src/db/pglite-lock.js';
 import { openDatabase } from '../../src/db/client.js';
 import { tempDataDir, type Test } from '../helpers/app.js';
 import { migratedDataDir, spawnGatehouse } from '../helpers/process.js';
@@ -91,6 +91,13 @@ t.test('a lock from another host, or one that names no process, is honoured: thi
   t.equal(readFileSync(path, 'utf8'), '{"pid": "one"}', 'left as it was');
 });
 
+t.test('a file-system error is reported as it is, not taken for a free or a held lock', async (t) => {
+  const dir = tempDataDir(t);
+  t.throws(() => lockFolder(join(dir, 'missing', 'pglite')), { code: 'ENOENT' }, 'no parent folder');
+  mkdirSync(join(dir, 'pglite.lock'));
+  t.throws(() => lockFolder(join(dir, 'pglite')), { code: 'EISDIR' }, 'the lock path is a folder');
+});
+
 t.test('release leaves alone a lock that is no longer ours', async (t) => {
   const folder = join(tempDataDir(t), 'pglite');
   const lock = lockFolder(folder);
@@ -113,6 +120,18 @@ t.test('openDatabase takes the lock on a PGlite folder and releases it on close;
   writeFileSync(join(notADatabase, 'PG_VERSION'), 'not a version\n');
   await t.rejects(openDatabase({ dataDir: notADatabase }));
   t.notOk(existsSync(`${notADatabase}.lock`), 'released when the open fails');
+});
+
+t.test('taking over a stale lock loses no race: one already gone is left, one replaced by a live lock meanwhile is put back', async (t) => {
+  const folder = join(tempDataDir(t), 'pglite');
+  const path = `${folder}.lock`;
+  takeOver(path, 'stale');
+  t.notOk(existsSync(path), 'taken over by another process first: nothing to do');
+  writeFileSync(path, 'live');
+  takeOver(path, 'stale');
+  t.equal(readFileSync(path, 'utf8'), 'live', 'the live lock that replaced the stale one stays');
+  t.same(readdirSync(dirname(path)), ['pglite.lock'], 'nothing left aside');
+  t.throws(() => takeOver(join(path, 'under-a-file.lock'), 'stale'), { code: 'ENOTDIR' }, 'any other failure is reported');
 });
 
 t.test('processes racing for one stale lock: exactly one gets it', async (t) => {

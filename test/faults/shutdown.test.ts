@@ -158,9 +158,11 @@ t.test('SIGTERM: a request in flight finishes, one arriving on a kept-alive conn
   const took = exit.at - signalled;
   t.comment(`exited ${took} ms after SIGTERM (SHUTDOWN_TIMEOUT 2 s, the mail server hanging)`);
   t.equal(exit.code, 0, 'exits 0');
-  // The mail server would hold it for SMTP_TIMEOUT (60 s); the margin is for a loaded machine.
-  t.ok(took < 2000 + 8000, `exits by SHUTDOWN_TIMEOUT plus a margin (${took} ms)`);
+  // The mail server would hold it for SMTP_TIMEOUT (60 s); the margin is for a loaded machine, and
+  // for writing coverage data at exit.
+  t.ok(took < 2000 + 13_000, `exits by SHUTDOWN_TIMEOUT plus a margin (${took} ms)`);
   const timedOut = server.logs.find((line) => line.msg.includes('shutdown not finished within SHUTDOWN_TIMEOUT'));
+  t.comment(`the process gave up ${String(timedOut?.ms)} ms after the signal, by its own clock`);
   t.equal(timedOut?.step, 'closing the database and the mailer', 'the log says what was still going on');
   t.notOk(existsSync(join(server.dataDir, 'pglite.lock')), 'the database folder is unlocked, though it was never closed');
   t.equal(server.output().stderr.slice(stderrBefore), '', 'nothing on stderr: every shutdown step went through the logger');
@@ -183,7 +185,8 @@ t.test('a second signal exits at once, with 1', async (t) => {
   const took = exit.at - signalled;
   t.comment(`exited ${took} ms after the second signal (SHUTDOWN_TIMEOUT 60 s, the mail server hanging)`);
   t.equal(exit.code, 1);
-  t.ok(took < 5000, `at once (${took} ms), not after SHUTDOWN_TIMEOUT`);
+  // A margin for a loaded machine (and coverage written at exit); the bug would be 60 s.
+  t.ok(took < 20_000, `at once (${took} ms), not after SHUTDOWN_TIMEOUT`);
   t.ok(server.logs.find((line) => line.msg.includes('second signal') && line.signal === 'SIGINT'), 'logged');
   t.notOk(existsSync(join(server.dataDir, 'pglite.lock')), 'the database folder is unlocked');
 });
@@ -239,7 +242,7 @@ t.test('a database that stops answering does not hold the shutdown past SHUTDOWN
   const took = exit.at - signalled;
   t.comment(`exited ${took} ms after SIGTERM (SHUTDOWN_TIMEOUT 2 s, the database hanging)`);
   t.equal(exit.code, 0);
-  t.ok(took < 2000 + 8000, `by SHUTDOWN_TIMEOUT plus a margin (${took} ms)`);
+  t.ok(took < 2000 + 13_000, `by SHUTDOWN_TIMEOUT plus a margin (${took} ms)`);
   const timedOut = server.logs.find((line) => line.msg.includes('shutdown not finished within SHUTDOWN_TIMEOUT'));
   t.equal(timedOut?.requestsInFlight, 1, 'the log counts the request left hanging');
   t.equal(await login, 'no answer', 'the hanging request is cut off when the process exits');
