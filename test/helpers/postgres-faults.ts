@@ -8,21 +8,43 @@ import type { FastifyInstance } from 'fastify';
 import postgres from 'postgres';
 import { buildApp } from '../../src/app.js';
 import type { Config } from '../../src/config.js';
+import { openDatabase } from '../../src/db/client.js';
 import { createLogger } from '../../src/logger.js';
 import { testConfig, type Test } from './app.js';
 import type { PostgresCluster } from './servers.js';
 
 let databases = 0;
+const templates = new WeakMap<PostgresCluster, Promise<string>>();
 
-/** A new, empty database on `cluster`; returns its name. */
-export async function createDatabase(cluster: PostgresCluster): Promise<string> {
-  const name = `gh_fault_${process.pid}_${++databases}`;
+async function createEmpty(cluster: PostgresCluster, name: string, template?: string): Promise<void> {
   const admin = postgres(cluster.url, { max: 1, onnotice: () => {} });
   try {
-    await admin.unsafe(`create database "${name}"`);
+    await admin.unsafe(`create database "${name}"${template ? ` template "${template}"` : ''}`);
   } finally {
     await admin.end();
   }
+}
+
+/** A database of `cluster` migrated once, copied by createDatabase: a copy costs less than migrating. */
+function migratedTemplate(cluster: PostgresCluster): Promise<string> {
+  let template = templates.get(cluster);
+  if (!template) {
+    template = (async () => {
+      const name = `gh_fault_template_${process.pid}`;
+      await createEmpty(cluster, name);
+      const database = await openDatabase({ databaseUrl: cluster.urlOf(name), poolSize: 1 });
+      await database.close();
+      return name;
+    })();
+    templates.set(cluster, template);
+  }
+  return template;
+}
+
+/** A new database on `cluster`, migrated; returns its name. */
+export async function createDatabase(cluster: PostgresCluster): Promise<string> {
+  const name = `gh_fault_${process.pid}_${++databases}`;
+  await createEmpty(cluster, name, await migratedTemplate(cluster));
   return name;
 }
 
