@@ -93,8 +93,10 @@ function boundedTransaction(client: Sql, args: unknown[], ms: number): Promise<u
       return await callback(tx(sql));
     } finally {
       inside = false;
-      if (lost) await new Promise(() => {});
+      // COMMIT or ROLLBACK must answer in time too; after a loss this bound is only a safety net,
+      // postgres.js having failed the transaction already.
       arm();
+      if (lost) await new Promise(() => {});
     }
   });
   // While the callback runs, the transaction fails only because its connection closed.
