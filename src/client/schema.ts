@@ -195,7 +195,7 @@ export interface paths {
          * Change the email address
          * @description Mails a confirmation link to the new address, and a notice to the current one; the email changes only when that link is used. An address another account has gets the same 202 and no mail (the link never comes), so the answer does not tell whether an address is registered. A wrong password counts toward the login lockout (429 login_locked).
          *
-         *     Requires a Bearer access token.
+         *     Requires a Bearer access token with a factor proved within REAUTH_MAX_AGE (403 reauthentication_required otherwise: POST /auth/reauthenticate).
          */
         post: operations["changeEmail"];
         delete?: never;
@@ -583,13 +583,17 @@ export interface components {
             status: number;
             detail: string;
             /** @enum {string} */
-            code: "validation_failed" | "invalid_json" | "token_missing" | "token_invalid" | "token_expired" | "session_revoked" | "invalid_credentials" | "invalid_refresh_token" | "refresh_token_expired" | "refresh_token_reused" | "account_disabled" | "email_not_confirmed" | "weak_password" | "csrf_failed" | "permission_denied" | "exceeds_own_permissions" | "not_found" | "method_not_allowed" | "email_taken" | "role_exists" | "permission_exists" | "role_in_use" | "built_in_role" | "last_admin" | "concurrent_change" | "payload_too_large" | "unsupported_media_type" | "http_error" | "rate_limited" | "login_locked" | "internal_error" | "service_unavailable" | "shutting_down";
+            code: "validation_failed" | "invalid_json" | "token_missing" | "token_invalid" | "token_expired" | "session_revoked" | "invalid_credentials" | "invalid_refresh_token" | "refresh_token_expired" | "refresh_token_reused" | "account_disabled" | "email_not_confirmed" | "weak_password" | "csrf_failed" | "permission_denied" | "exceeds_own_permissions" | "insufficient_aal" | "reauthentication_required" | "mfa_enrollment_required" | "not_found" | "method_not_allowed" | "email_taken" | "role_exists" | "permission_exists" | "role_in_use" | "built_in_role" | "last_admin" | "concurrent_change" | "payload_too_large" | "unsupported_media_type" | "http_error" | "rate_limited" | "login_locked" | "internal_error" | "service_unavailable" | "shutting_down";
             instance?: string;
             /** @description Present on validation_failed: one entry per offending field */
             errors?: {
                 path: string;
                 message: string;
             }[];
+            /** @description Present on reauthentication_required: how recent, in seconds, a proved factor must be */
+            maxAge?: number;
+            /** @description Present on reauthentication_required: what POST /auth/reauthenticate accepts for this user */
+            methods?: string[];
         };
         /** User */
         User: {
@@ -610,6 +614,10 @@ export interface components {
             previousLoginAt: string | null;
             previousLoginIp: string | null;
             loginCount: number;
+            /** @description Whether the user has a confirmed second factor (TOTP) */
+            mfaEnrolled: boolean;
+            /** @description The calling session's assurance level (aal2: a second factor was proved), at /auth/me and in token responses */
+            aal?: "aal1" | "aal2";
         };
         /** TokenResponse */
         TokenResponse: {
@@ -669,6 +677,10 @@ export interface components {
             previousLoginAt: string | null;
             previousLoginIp: string | null;
             loginCount: number;
+            /** @description Whether the user has a confirmed second factor (TOTP) */
+            mfaEnrolled: boolean;
+            /** @description The calling session's assurance level (aal2: a second factor was proved), at /auth/me and in token responses */
+            aal?: "aal1" | "aal2";
             active: boolean;
         };
         /** Role */
@@ -851,7 +863,8 @@ export interface operations {
                      *         "lastLoginIp": "203.0.113.7",
                      *         "previousLoginAt": null,
                      *         "previousLoginIp": null,
-                     *         "loginCount": 1
+                     *         "loginCount": 1,
+                     *         "mfaEnrolled": false
                      *       }
                      *     }
                      */
@@ -957,7 +970,8 @@ export interface operations {
                      *         "lastLoginIp": "203.0.113.7",
                      *         "previousLoginAt": null,
                      *         "previousLoginIp": null,
-                     *         "loginCount": 1
+                     *         "loginCount": 1,
+                     *         "mfaEnrolled": false
                      *       }
                      *     }
                      */
@@ -1069,7 +1083,8 @@ export interface operations {
                      *         "lastLoginIp": "203.0.113.7",
                      *         "previousLoginAt": null,
                      *         "previousLoginIp": null,
-                     *         "loginCount": 1
+                     *         "loginCount": 1,
+                     *         "mfaEnrolled": false
                      *       }
                      *     }
                      */
@@ -1239,7 +1254,8 @@ export interface operations {
                      *       "lastLoginIp": "203.0.113.7",
                      *       "previousLoginAt": null,
                      *       "previousLoginIp": null,
-                     *       "loginCount": 1
+                     *       "loginCount": 1,
+                     *       "mfaEnrolled": false
                      *     }
                      */
                     "application/json": components["schemas"]["User"];
@@ -1299,7 +1315,8 @@ export interface operations {
                      *       "lastLoginIp": "203.0.113.7",
                      *       "previousLoginAt": null,
                      *       "previousLoginIp": null,
-                     *       "loginCount": 1
+                     *       "loginCount": 1,
+                     *       "mfaEnrolled": false
                      *     }
                      */
                     "application/json": components["schemas"]["User"];
@@ -1387,7 +1404,8 @@ export interface operations {
                      *         "lastLoginIp": "203.0.113.7",
                      *         "previousLoginAt": null,
                      *         "previousLoginIp": null,
-                     *         "loginCount": 1
+                     *         "loginCount": 1,
+                     *         "mfaEnrolled": false
                      *       }
                      *     }
                      */
@@ -1563,6 +1581,15 @@ export interface operations {
             };
             /** @description Not authenticated */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not allowed */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1979,6 +2006,7 @@ export interface operations {
                      *           "previousLoginAt": null,
                      *           "previousLoginIp": null,
                      *           "loginCount": 1,
+                     *           "mfaEnrolled": false,
                      *           "active": true
                      *         }
                      *       ],
@@ -2056,6 +2084,7 @@ export interface operations {
                      *       "previousLoginAt": null,
                      *       "previousLoginIp": null,
                      *       "loginCount": 1,
+                     *       "mfaEnrolled": false,
                      *       "active": true
                      *     }
                      */
@@ -2215,6 +2244,7 @@ export interface operations {
                      *       "previousLoginAt": null,
                      *       "previousLoginIp": null,
                      *       "loginCount": 1,
+                     *       "mfaEnrolled": false,
                      *       "active": false
                      *     }
                      */
@@ -2339,6 +2369,7 @@ export interface operations {
                      *       "previousLoginAt": null,
                      *       "previousLoginIp": null,
                      *       "loginCount": 1,
+                     *       "mfaEnrolled": false,
                      *       "active": true
                      *     }
                      */
