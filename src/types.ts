@@ -6,7 +6,7 @@ import type { Config } from './config.js';
  * host's `skipLibCheck: false`, and a type that names them pulls them into the host's program.
  * Gatehouse's modules add their internal members to GatehouseDatabase and GatehouseServices by
  * declaration merging (db/client.ts, services.ts); the package's declarations never load those
- * modules, so a host sees what is declared here. test/serial/packed-host.test.ts checks it.
+ * modules, so a host sees what is declared here. test/serial/package.test.ts checks it.
  */
 
 /** An open database, PostgreSQL or embedded PGlite: see openDatabase in index.ts. */
