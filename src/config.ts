@@ -1,10 +1,13 @@
-import { randomBytes } from 'node:crypto';
+import { randomBytes, type JsonWebKey } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Type, type Static } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { parseDuration } from './lib/duration.js';
 import { generateKeyRing, parseKeyRing, type EncryptionKey } from './lib/encryption.js';
+
+/** JWT_ALG: HS256 is the shared secret of old; the others sign with a published key pair. */
+export type JwtAlg = 'ES256' | 'EdDSA' | 'RS256' | 'HS256';
 
 const Duration = Type.String({ pattern: '^\\s*\\d+\\s*[smhdw]?\\s*$', description: 'seconds, or a number with s, m, h, d or w' });
 const RateLimit = Type.String({ pattern: '^\\s*\\d+\\s*/\\s*\\d+\\s*[smhdw]?\\s*$', description: 'N/duration, e.g. 20/1m' });
@@ -32,6 +35,9 @@ export const EnvSchema = Type.Object({
   ENCRYPTION_KEYS: Type.Optional(Type.String({ minLength: 1, description: 'id:base64key,...: the first encrypts, all decrypt' })),
   JWT_ISSUER: Type.String({ minLength: 1, default: 'gatehouse' }),
   JWT_AUDIENCE: Type.String({ minLength: 1, default: 'gatehouse' }),
+  JWT_ALG: Type.Union(['ES256', 'EdDSA', 'RS256', 'HS256'].map((a) => Type.Literal(a)), { default: 'HS256', description: 'HS256 signs with JWT_SECRET and publishes nothing; the others sign with keys from signing_keys' }),
+  JWT_PRIVATE_KEYS: Type.Optional(Type.String({ minLength: 2, description: 'a JSON array of private JWKs kept outside the database: the first signs, all verify' })),
+  JWKS_MAX_AGE: Type.String({ ...Duration, default: '300s' }),
   ACCESS_TOKEN_TTL: Type.String({ ...Duration, default: '15m' }),
   REFRESH_TOKEN_TTL: Type.String({ ...Duration, default: '7d' }),
   SESSION_MAX_AGE: Type.String({ ...Duration, default: '90d' }),
@@ -94,6 +100,12 @@ export interface Config {
   encryptionKeys: EncryptionKey[];
   jwtIssuer: string;
   jwtAudience: string;
+  /** How access tokens are signed: HS256 with jwtSecret, or an asymmetric key (domain/signing-keys.ts). */
+  jwtAlg: JwtAlg;
+  /** JWT_PRIVATE_KEYS: private JWKs managed outside the database (the first signs), if given. */
+  jwtPrivateKeys?: JsonWebKey[];
+  /** Cache-Control max-age of the JWKS, in seconds; also how long a new key is published before it may sign. */
+  jwksMaxAge: number;
   /** All durations in seconds. */
   accessTokenTtl: number;
   refreshTokenTtl: number;
@@ -208,6 +220,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, warn: (msg: str
     encryptionKeys: encryptionKeys(e.ENCRYPTION_KEYS, { production, dataDir, warn }),
     jwtIssuer: e.JWT_ISSUER,
     jwtAudience: e.JWT_AUDIENCE,
+    jwtAlg: e.JWT_ALG as JwtAlg,
+    jwtPrivateKeys: e.JWT_PRIVATE_KEYS === undefined ? undefined : privateJwks(e.JWT_PRIVATE_KEYS),
+    jwksMaxAge: duration('JWKS_MAX_AGE'),
     accessTokenTtl,
     refreshTokenTtl: duration('REFRESH_TOKEN_TTL'),
     sessionMaxAge: duration('SESSION_MAX_AGE'),
@@ -267,6 +282,20 @@ function mailTransport(chosen: Env['MAIL_TRANSPORT'], smtpUrl: string | undefine
 function defaultPublicUrl(host: string, port: number): string {
   const address = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host;
   return `http://${address}:${port}`;
+}
+
+/** JWT_PRIVATE_KEYS: a non-empty JSON array of private JWKs (each with its private part `d`). */
+function privateJwks(text: string): JsonWebKey[] {
+  let keys: unknown;
+  try {
+    keys = JSON.parse(text);
+  } catch {
+    throw new ConfigError('Invalid environment variable JWT_PRIVATE_KEYS: not JSON (expected an array of private JWKs)');
+  }
+  if (!Array.isArray(keys) || keys.length === 0 || !keys.every((k) => typeof (k as JsonWebKey | null)?.d === 'string')) {
+    throw new ConfigError('Invalid environment variable JWT_PRIVATE_KEYS: expected a non-empty array of private JWKs, each with its "d"');
+  }
+  return keys as JsonWebKey[];
 }
 
 const list = (value: string) => value.split(',').map((item) => item.trim()).filter(Boolean);

@@ -227,6 +227,28 @@ export const loginAttempts = pgTable('login_attempts', {
 });
 
 /**
+ * Key pairs that sign access tokens (JWT_ALG other than HS256). `kid` is the RFC 7638 thumbprint of
+ * the public key; the private key is a JWK sealed with ENCRYPTION_KEYS, its kid as the context. A
+ * key is published from `next` on, signs while `current` (one at most: the partial unique index),
+ * still verifies when `retired`, and is neither published nor accepted once `revoked`.
+ */
+export const signingKeys = pgTable(
+  'signing_keys',
+  {
+    kid: text('kid').primaryKey(),
+    alg: text('alg', { enum: ['ES256', 'EdDSA', 'RS256'] }).notNull(),
+    publicJwk: jsonb('public_jwk').$type<Record<string, string>>().notNull(),
+    privateKey: text('private_key').notNull(),
+    status: text('status', { enum: ['next', 'current', 'retired', 'revoked'] }).notNull(),
+    createdAt: createdAt(),
+    activatedAt: timestamp('activated_at', { withTimezone: true }),
+    retiredAt: timestamp('retired_at', { withTimezone: true }),
+    revokedAt: timestamp('revoked_at', { withTimezone: true }),
+  },
+  (t) => [uniqueIndex('signing_keys_one_current').on(t.status).where(sql`${t.status} = 'current'`)],
+);
+
+/**
  * Append-only trail of security events. No foreign keys: the trail outlives the users it names.
  */
 export const auditEvents = pgTable(
@@ -282,4 +304,5 @@ export type UserToken = typeof userTokens.$inferSelect;
 export type AuditEvent = typeof auditEvents.$inferSelect;
 export type TotpFactor = typeof totpFactors.$inferSelect;
 export type MfaChallenge = typeof mfaChallenges.$inferSelect;
+export type SigningKeyRow = typeof signingKeys.$inferSelect;
 export type UserTokenPurpose = UserToken['purpose'];
