@@ -10,7 +10,7 @@ import t from 'tap';
 import { FolderLockedError, lockFolder, takeOver } from '../../src/db/pglite-lock.js';
 import { openDatabase } from '../../src/db/client.js';
 import { tempDataDir, type Test } from '../helpers/app.js';
-import { migratedDataDir, spawnGatehouse } from '../helpers/process.js';
+import { childNode, migratedDataDir, spawnGatehouse } from '../helpers/process.js';
 
 /** The pid of a process that has exited. */
 async function deadPid(): Promise<number> {
@@ -139,7 +139,8 @@ t.test('processes racing for one stale lock: exactly one gets it', async (t) => 
   writeLock(folder, { pid: await deadPid() });
   const contenders = await Promise.all(
     Array.from({ length: 3 }, async () => {
-      const child = spawn(process.execPath, [...process.execArgv, 'test/faults/fixtures/lock-contender.ts', folder], { stdio: ['ignore', 'pipe', 'inherit'] });
+      const node = childNode('test/faults/fixtures/lock-contender.ts', [folder], process.env, false);
+      const child = spawn(process.execPath, node.args, { env: node.env, stdio: ['ignore', 'pipe', 'inherit'] });
       t.teardown(() => void child.kill('SIGKILL'));
       let output = '';
       child.stdout!.setEncoding('utf8').on('data', (chunk: string) => void (output += chunk));
@@ -166,13 +167,14 @@ t.test('processes racing for one stale lock: exactly one gets it', async (t) => 
 t.test('a second server, and create-admin, on a running server\'s folder are refused at once; after a kill -9 the next server takes over, and a SIGINT releases it', async (t) => {
   const dataDir = await migratedDataDir(t);
   const folder = join(dataDir, 'pglite');
-  const first = await spawnGatehouse(t, { dataDir });
+  // Killed with SIGKILL: it writes no coverage, so it runs outside it.
+  const first = await spawnGatehouse(t, { dataDir, coverage: false });
 
   // Both at once: each is refused before it opens anything.
   const started = Date.now();
   const [second, admin] = await Promise.all([
     spawnGatehouse(t, { dataDir, readyLog: null }),
-    spawnGatehouse(t, { dataDir, script: 'scripts/create-admin.ts', args: ['--email', 'admin@example.com', '--password', 'Locked-out-9!x'], readyLog: null }),
+    spawnGatehouse(t, { dataDir, script: 'scripts/create-admin.ts', args: ['--email', 'admin@example.com', '--password', 'Locked-out-9!x'], readyLog: null, coverage: false }),
   ]);
   const [secondExit, adminExit] = await Promise.all([second.exit, admin.exit]);
   t.comment(`refused ${secondExit.at - started} ms (second server) and ${adminExit.at - started} ms (create-admin) after they were started`);

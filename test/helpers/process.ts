@@ -9,8 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import tap from 'tap';
 import { EnvSchema } from '../../src/config.js';
-import { openDatabase } from '../../src/db/client.js';
 import type { Test } from './app.js';
+import { migratedPgliteFolder } from './databases.js';
 import { freePort } from './servers.js';
 
 export interface LogLine {
@@ -47,8 +47,7 @@ export async function migratedDataDir(t: Test): Promise<string> {
   migrated ??= (async () => {
     const dir = mkdtempSync(join(tmpdir(), 'gatehouse-migrated-'));
     tap.teardown(() => rmSync(dir, { recursive: true, force: true }));
-    const database = await openDatabase({ dataDir: join(dir, 'pglite') });
-    await database.close();
+    await migratedPgliteFolder(join(dir, 'pglite'));
     return join(dir, 'pglite');
   })();
   const source = await migrated;
@@ -59,13 +58,25 @@ export async function migratedDataDir(t: Test): Promise<string> {
 }
 
 /**
+ * The arguments and environment to run a TypeScript file in a child Node: with the test's own
+ * loader, so that tap's coverage follows it; or, for a file whose coverage does not count (a script,
+ * a test fixture), with tsx and outside coverage, which starts faster (and tsx's source maps would
+ * misreport branches).
+ */
+export function childNode(file: string, args: string[], env: NodeJS.ProcessEnv, coverage: boolean): { args: string[]; env: NodeJS.ProcessEnv } {
+  if (coverage) return { args: [...process.execArgv, file, ...args], env };
+  const { NODE_OPTIONS: _, ...outside } = env;
+  return { args: ['--import', 'tsx', file, ...args], env: outside };
+}
+
+/**
  * Runs `script` (default: the server) with fixed secrets, cheap bcrypt, logs at info and no
  * Gatehouse setting inherited from the test's environment. Resolves once `readyLog` is logged
  * (default: the server's "listening" line); `readyLog: null` resolves at once.
  */
 export async function spawnGatehouse(
   t: Test,
-  options: { env?: Record<string, string>; script?: string; args?: string[]; readyLog?: string | null; dataDir?: string } = {},
+  options: { env?: Record<string, string>; script?: string; args?: string[]; readyLog?: string | null; dataDir?: string; coverage?: boolean } = {},
 ): Promise<GatehouseProcess> {
   const port = await freePort();
   const dataDir = options.dataDir ?? (await migratedDataDir(t));
@@ -83,10 +94,8 @@ export async function spawnGatehouse(
     COOKIE_SECURE: 'false',
     ...options.env,
   });
-  const child = spawn(process.execPath, [...process.execArgv, options.script ?? 'src/server.ts', ...(options.args ?? [])], {
-    env,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const node = childNode(options.script ?? 'src/server.ts', options.args ?? [], env, options.coverage ?? true);
+  const child = spawn(process.execPath, node.args, { env: node.env, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   let partial = '';
