@@ -36,6 +36,12 @@ export const PROBLEMS = {
   last_admin: { status: 409, title: 'Last active admin' },
   // A parallel request changed the same roles, permissions or user first; retrying is safe.
   concurrent_change: { status: 409, title: 'Changed concurrently' },
+  // A `next` signing key published for less than JWKS_MAX_AGE: verifiers may not know it yet.
+  key_not_published_long_enough: { status: 409, title: 'Signing key not published long enough' },
+  signing_key_current: { status: 409, title: 'Current signing key' },
+  signing_key_revoked: { status: 409, title: 'Signing key revoked' },
+  // JWT_ALG=HS256, or keys from JWT_PRIVATE_KEYS: nothing to rotate through the API.
+  signing_keys_unmanaged: { status: 409, title: 'Signing keys not managed here' },
   payload_too_large: { status: 413, title: 'Payload too large' },
   unsupported_media_type: { status: 415, title: 'Unsupported media type' },
   // A host app's own 4xx error, its status kept (given where raised): not one of ours to name.

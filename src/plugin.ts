@@ -14,6 +14,7 @@ import { useStrictBodyValidation } from './plugins/validation.js';
 import { adminRoutes } from './routes/admin/index.js';
 import { authRoutes } from './routes/auth/index.js';
 import { healthRoutes } from './routes/health/index.js';
+import { wellKnownRoutes } from './routes/well-known.js';
 import { AdminUserSchema, PermissionSchema, RoleSchema } from './schemas/admin.js';
 import { AuditEventSchema } from './schemas/audit.js';
 import { ProblemSchema } from './schemas/problem.js';
@@ -65,6 +66,7 @@ export const gatehousePlugin = fp(
 
     const gatehouse = createGatehouse(config, database, app.log);
     await gatehouse.access.start();
+    await gatehouse.signingKeys.start();
     // One hook, in order: finish work in flight, stop listening, then let go of the database.
     app.addHook('onClose', async () => {
       await gatehouse.background.idle();
@@ -73,6 +75,7 @@ export const gatehousePlugin = fp(
       await gatehouse.mailer.idle();
       gatehouse.mailer.close();
       await gatehouse.access.stop();
+      await gatehouse.signingKeys.stop();
       if (!options.database) await database.close();
     });
     if (config.admin && !(await hasActiveAdmin(database.db))) {
@@ -110,6 +113,7 @@ export const gatehousePlugin = fp(
         await useRateLimits(scope, config);
         if (options.openapi) await scope.register(openapiPlugin, { publicUrl: config.publicUrl, prefix: options.prefix ?? '' });
         await scope.register(healthRoutes, { gatehouse });
+        await scope.register(wellKnownRoutes, { gatehouse, prefix: options.prefix ?? '' });
         await scope.register(authRoutes, { gatehouse, prefix: '/auth' });
         await scope.register(adminRoutes, { gatehouse, prefix: '/admin' });
       },

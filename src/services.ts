@@ -3,11 +3,13 @@ import type { Config } from './config.js';
 import type { Database, Db } from './db/client.js';
 import { AccessCache } from './domain/access-cache.js';
 import { createPasswordHasher, type PasswordHasher } from './domain/passwords.js';
+import { SigningKeys } from './domain/signing-keys.js';
 import type { SessionSettings } from './domain/sessions.js';
 import type { AuditEventInput } from './domain/audit.js';
 import { createAuditQueue, type AuditQueue } from './domain/audit-queue.js';
 import { deriveKey } from './domain/tokens.js';
 import { createBackgroundTasks, type BackgroundTasks } from './lib/background.js';
+import { KeyRing } from './lib/encryption.js';
 import { createMailer, type Mailer } from './mail/mailer.js';
 
 /** Everything a Gatehouse handler needs, built once per app from the config and the database. */
@@ -20,6 +22,8 @@ export interface Gatehouse {
   sessionSettings: SessionSettings;
   /** Derives the CSRF token of a cookie-mode session from its id: nothing to store. */
   csrfKey: Buffer;
+  /** Signs and verifies access tokens (JWT_ALG), in memory; start() loads them. */
+  signingKeys: SigningKeys;
   mailer: Mailer;
   background: BackgroundTasks;
   /** Appends to the audit log after the answer, through `auditQueue`; never fails the request. */
@@ -36,6 +40,7 @@ declare module './types.js' {
 export function createGatehouse(config: Config, database: Database, log: FastifyBaseLogger): Gatehouse {
   const background = createBackgroundTasks(log);
   const auditQueue = createAuditQueue(database.db, background, log);
+  const keyRing = new KeyRing(config.encryptionKeys);
   return {
     config,
     database,
@@ -49,6 +54,7 @@ export function createGatehouse(config: Config, database: Database, log: Fastify
       successorKey: deriveKey(config.jwtSecret, 'refresh-successor'),
     },
     csrfKey: deriveKey(config.jwtSecret, 'csrf'),
+    signingKeys: new SigningKeys(database, config, keyRing, log),
     mailer: createMailer({
       transport: config.mailTransport,
       smtpUrl: config.smtpUrl,

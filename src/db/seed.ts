@@ -11,6 +11,7 @@ export const ADMIN_PERMISSIONS = [
   'roles:write',
   'roles:assign',
   'audit:read',
+  'keys:manage',
 ] as const;
 
 export const DEFAULT_ROLE = 'user';

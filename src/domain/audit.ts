@@ -24,6 +24,9 @@ export const AUDIT_EVENT_TYPES = [
   'user_deleted',
   'sessions_revoked',
   'grant_refused',
+  'signing_key_created',
+  'signing_key_activated',
+  'signing_key_revoked',
 ] as const;
 export type AuditEventType = (typeof AUDIT_EVENT_TYPES)[number];
 

@@ -77,7 +77,7 @@ export function isAccessTokenClaims(claims: unknown): claims is AccessTokenClaim
 
 export const authPlugin = fp(
   async (app: FastifyInstance, { gatehouse }: { gatehouse: GatehouseServices }) => {
-    const { config, access } = gatehouse;
+    const { config, access, signingKeys } = gatehouse;
     await app.register(cookie);
     await app.register(jwt, {
       secret: config.jwtSecret,
@@ -95,8 +95,10 @@ export const authPlugin = fp(
     });
     // The signature check was most of an authenticated request's cost: see verified-tokens.ts.
     const verified = new VerifiedTokens<AccessTokenClaims>({ maxEntries: 10_000, clockToleranceMs: config.jwtClockSkew * 1000 });
+    // A revoked key's tokens are refused on the next request, not when they leave the cache.
+    signingKeys.onChange(() => verified.clear());
     const verifyAccessToken = (token: string): AccessTokenClaims => {
-      const claims: unknown = app.jwt.verify(token);
+      const claims: unknown = signingKeys.verify(token);
       if (!isAccessTokenClaims(claims)) throw new Error('not a Gatehouse access token');
       return claims;
     };
@@ -108,7 +110,7 @@ export const authPlugin = fp(
       try {
         return verified.verify(token, verifyAccessToken);
       } catch (err) {
-        // app.jwt.verify throws fast-jwt's own errors; the FST_JWT_* codes come only from request.jwtVerify.
+        // fast-jwt's own errors (an unknown kid or a foreign header is a plain Error: token_invalid).
         const expired = (err as { code?: string }).code === 'FAST_JWT_EXPIRED';
         throw expired
           ? unauthorized('token_expired', 'The access token has expired: refresh it.')
@@ -127,7 +129,7 @@ export const authPlugin = fp(
     };
 
     app.decorateRequest('principal', null);
-    app.decorate('signAccessToken', (claims: { sub: string; sid: string } & AssuranceClaims) => app.jwt.sign({ ...claims, jti: newTokenId() }));
+    app.decorate('signAccessToken', (claims: { sub: string; sid: string } & AssuranceClaims) => signingKeys.sign({ ...claims, jti: newTokenId() }));
     app.decorate('authenticate', async (request: FastifyRequest): Promise<Principal> => {
       const claims = verifiedClaims(request);
       // A cache entry read before this token was issued may not know its session yet (a login on

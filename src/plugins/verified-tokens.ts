@@ -27,6 +27,11 @@ export class VerifiedTokens<Claims extends { exp?: number }> {
     return claims;
   }
 
+  /** Forgets every token: the signing keys changed, and one of them may have been revoked. */
+  clear(): void {
+    this.entries.clear();
+  }
+
   get size(): number {
     return this.entries.size;
   }

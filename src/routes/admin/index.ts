@@ -6,6 +6,7 @@ import { adminAuditRoutes } from './audit.js';
 import { auditGrantRefusals } from './grant-refusals.js';
 import { adminPermissionRoutes } from './permissions.js';
 import { adminRoleRoutes } from './roles.js';
+import { adminSigningKeyRoutes } from './signing-keys.js';
 import { adminUserRoutes } from './users.js';
 
 export const adminRoutes: FastifyPluginAsync<{ gatehouse: Gatehouse }> = async (app, { gatehouse }) => {
@@ -15,7 +16,7 @@ export const adminRoutes: FastifyPluginAsync<{ gatehouse: Gatehouse }> = async (
     throw problem('not_found', `No route ${request.method} ${request.url.split('?')[0]}.`);
   });
   auditGrantRefusals(app, gatehouse);
-  for (const routes of [adminUserRoutes, adminRoleRoutes, adminPermissionRoutes, adminAuditRoutes]) {
+  for (const routes of [adminUserRoutes, adminRoleRoutes, adminPermissionRoutes, adminAuditRoutes, adminSigningKeyRoutes]) {
     await app.register(routes, { gatehouse });
   }
 };
