@@ -113,7 +113,7 @@ export const gatehousePlugin = fp(
         await useRateLimits(scope, config);
         if (options.openapi) await scope.register(openapiPlugin, { publicUrl: config.publicUrl, prefix: options.prefix ?? '' });
         await scope.register(healthRoutes, { gatehouse });
-        await scope.register(wellKnownRoutes, { gatehouse, prefix: options.prefix ?? '' });
+        await scope.register(wellKnownRoutes, { gatehouse, mountedAt: options.prefix ?? '' });
         await scope.register(authRoutes, { gatehouse, prefix: '/auth' });
         await scope.register(adminRoutes, { gatehouse, prefix: '/admin' });
       },

@@ -32,6 +32,7 @@ const TAGS = [
   { name: 'account', description: "Email confirmation and change, password reset and change, the caller's sessions" },
   { name: 'admin', description: 'Users, roles, permissions and the audit log, each behind its own permission' },
   { name: 'health', description: 'Probes for load balancers and orchestrators' },
+  { name: 'keys', description: 'The public keys that verify access tokens (JWKS) and the discovery document, for resource servers' },
 ];
 
 export interface OpenapiOptions {

@@ -17,9 +17,10 @@ const Discovery = Type.Object({
  * What a resource server needs to verify Gatehouse's access tokens with no Gatehouse code: the
  * public keys (RFC 7517) and where to find them (OpenID Connect Discovery's fields that apply).
  */
-export const wellKnownRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse; prefix: string }> = async (app, { gatehouse, prefix }) => {
+export const wellKnownRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse; mountedAt: string }> = async (app, { gatehouse, mountedAt }) => {
   const { config, signingKeys } = gatehouse;
-  const jwksUri = `${config.publicUrl}${prefix}/.well-known/jwks.json`;
+  // Where Gatehouse is mounted (not `prefix`, which Fastify would add to these routes a second time).
+  const jwksUri = `${config.publicUrl}${mountedAt.replace(/\/+$/, '')}/.well-known/jwks.json`;
   // Any asymmetric key verifies, whatever JWT_ALG names for new keys.
   const algorithms = [config.jwtAlg, ...SIGNING_ALGS.filter((alg) => alg !== config.jwtAlg && config.jwtAlg !== 'HS256')];
 

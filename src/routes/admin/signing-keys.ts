@@ -17,6 +17,10 @@ const ActivateBody = Type.Object(
   { force: Type.Optional(Type.Boolean({ description: 'activate before the key has been published for JWKS_MAX_AGE' })) },
   { additionalProperties: false, examples: [{ force: false }] },
 );
+const RevokeBody = Type.Object(
+  { reason: Type.Optional(Type.String({ maxLength: 200, description: 'kept in the audit log' })) },
+  { additionalProperties: false, examples: [{ reason: 'private key exposed in a backup' }] },
+);
 /** Rotating keys decides which tokens every service trusts: a recent factor, like other account-wide powers. */
 const RULE = { permissionsRequired: ['keys:manage'], fresh: true };
 const CURRENT_EXAMPLE = { ...SIGNING_KEY_EXAMPLE, status: 'current' as const, activatedAt: '2026-01-15T09:10:00.000Z' };
@@ -91,21 +95,25 @@ export const adminSigningKeyRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gateh
     '/signing-keys/:kid/revoke',
     {
       config: RULE,
+      preValidation: absentBodyAsEmpty,
       schema: {
         operationId: 'revokeSigningKey',
         summary: 'Revoke a key: no longer published nor accepted, at once on every instance',
         description: 'Tokens it signed are refused from the next request on. 409 signing_key_current for the current key.',
         tags: ['admin'],
         params: KidParams,
+        [OPTIONAL_BODY]: true,
+        body: RevokeBody,
         response: {
           200: jsonResponse(SigningKeySchema, 'The key, now revoked', { ...SIGNING_KEY_EXAMPLE, status: 'revoked', revokedAt: '2026-01-16T09:00:00.000Z' }),
-          ...problemResponses(401, 403, 404, 409),
+          ...problemResponses(...BODY_PROBLEMS, 401, 403, 404, 409),
         },
       },
     },
     async (request) => {
       const key = await signingKeys.revoke(request.params.kid);
-      gatehouse.audit({ type: 'signing_key_revoked', ...auditContext(request), detail: { kid: key.kid, alg: key.alg } });
+      const { reason } = request.body;
+      gatehouse.audit({ type: 'signing_key_revoked', ...auditContext(request), detail: { kid: key.kid, alg: key.alg, ...(reason ? { reason } : {}) } });
       return toSigningKeyView(key);
     },
   );
