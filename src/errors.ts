@@ -26,6 +26,12 @@ export const PROBLEMS = {
   reauthentication_required: { status: 403, title: 'Re-authentication required' },
   // The caller's role requires two-factor authentication, and they have not enrolled yet.
   mfa_enrollment_required: { status: 403, title: 'Two-factor enrollment required' },
+  // The mfaToken of a login's second step is unknown, expired, used, or out of tries: log in again.
+  mfa_token_invalid: { status: 401, title: 'Invalid MFA token' },
+  // A wrong second-factor code, or one whose time step was used already (400 where an enrolment is confirmed).
+  mfa_code_invalid: { status: 401, title: 'Invalid code' },
+  mfa_already_enrolled: { status: 409, title: 'Authenticator already enrolled' },
+  mfa_not_enrolled: { status: 409, title: 'No authenticator enrolled' },
   not_found: { status: 404, title: 'Not found' },
   method_not_allowed: { status: 405, title: 'Method not allowed' },
   email_taken: { status: 409, title: 'Email already registered' },
@@ -48,6 +54,7 @@ export const PROBLEMS = {
   http_error: { status: 400, title: 'Request failed' },
   rate_limited: { status: 429, title: 'Too many requests' },
   login_locked: { status: 429, title: 'Too many failed logins' },
+  mfa_locked: { status: 429, title: 'Too many wrong codes' },
   internal_error: { status: 500, title: 'Internal server error' },
   service_unavailable: { status: 503, title: 'Service unavailable' },
   // The server is shutting down: the request was not handled, and is safe to send again elsewhere.

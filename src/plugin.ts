@@ -17,6 +17,7 @@ import { healthRoutes } from './routes/health/index.js';
 import { wellKnownRoutes } from './routes/well-known.js';
 import { AdminUserSchema, PermissionSchema, RoleSchema } from './schemas/admin.js';
 import { AuditEventSchema } from './schemas/audit.js';
+import { MfaRequiredSchema } from './schemas/mfa.js';
 import { ProblemSchema } from './schemas/problem.js';
 import { SessionSchema } from './schemas/session.js';
 import { RegisterResponseSchema, TokenResponseSchema } from './schemas/tokens.js';
@@ -94,7 +95,7 @@ export const gatehousePlugin = fp(
     }
     app.decorate('gatehouse', gatehouse);
     // Shared schemas live at the top so the OpenAPI document can name them as components.
-    const shared = [ProblemSchema, UserSchema, TokenResponseSchema, RegisterResponseSchema, SessionSchema, AdminUserSchema, RoleSchema, PermissionSchema, AuditEventSchema];
+    const shared = [ProblemSchema, UserSchema, TokenResponseSchema, RegisterResponseSchema, MfaRequiredSchema, SessionSchema, AdminUserSchema, RoleSchema, PermissionSchema, AuditEventSchema];
     for (const schema of shared) {
       if (!app.getSchema(schema.$id!)) app.addSchema(schema);
     }

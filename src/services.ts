@@ -22,6 +22,10 @@ export interface Gatehouse {
   sessionSettings: SessionSettings;
   /** Derives the CSRF token of a cookie-mode session from its id: nothing to store. */
   csrfKey: Buffer;
+  /** Seals TOTP secrets at rest under ENCRYPTION_KEYS. */
+  keyRing: KeyRing;
+  /** Hashes recovery codes: an HMAC key derived from PASSWORD_PEPPER. */
+  recoveryCodeKey: Buffer;
   /** Signs and verifies access tokens (JWT_ALG), in memory; start() loads them. */
   signingKeys: SigningKeys;
   mailer: Mailer;
@@ -54,7 +58,9 @@ export function createGatehouse(config: Config, database: Database, log: Fastify
       successorKey: deriveKey(config.jwtSecret, 'refresh-successor'),
     },
     csrfKey: deriveKey(config.jwtSecret, 'csrf'),
+    keyRing,
     signingKeys: new SigningKeys(database, config, keyRing, log),
+    recoveryCodeKey: deriveKey(config.passwordPepper, 'recovery-codes'),
     mailer: createMailer({
       transport: config.mailTransport,
       smtpUrl: config.smtpUrl,

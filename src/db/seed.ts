@@ -7,6 +7,7 @@ export const ADMIN_PERMISSIONS = [
   'users:read',
   'users:write',
   'users:delete',
+  'users:mfa',
   'roles:read',
   'roles:write',
   'roles:assign',

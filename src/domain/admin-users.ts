@@ -8,6 +8,7 @@ import { problem } from '../errors.js';
 import { isUuid } from '../lib/uuid.js';
 import { assertGrantorHolds, lockAccessChanges, type Grantor } from './delegation.js';
 import { permissionsGrantedBy, roleIds } from './roles.js';
+import { removeSecondFactors } from './mfa.js';
 import { revokeUserSessions } from './sessions.js';
 import { accessColumns, loadUserWithAccess, userWithAccessFrom, type DbOrTx, type Tx, type UserWithAccess } from './users.js';
 
@@ -171,6 +172,18 @@ export async function setUserRoles(db: Db, grantor: Grantor, id: string, names: 
     if (ids.length) await tx.insert(userRoles).values(ids.map((roleId) => ({ userId: id, roleId })));
     return { added, removed };
   }));
+}
+
+/**
+ * Takes away the user's second factor (a lost authenticator) and logs them out everywhere, for a
+ * grantor who holds everything the user holds.
+ */
+export async function resetSecondFactorOf(db: Db, grantor: Grantor, id: string): Promise<{ hadFactor: boolean; sessions: number }> {
+  return db.transaction(async (tx) => {
+    await lockTarget(tx, grantor, id, 'reset the second factor of');
+    const hadFactor = await removeSecondFactors(tx, id);
+    return { hadFactor, sessions: await revokeUserSessions(tx, id, 'admin') };
+  });
 }
 
 /** Logs the user out everywhere, for a grantor who holds everything the user holds; returns how many sessions ended. */

@@ -27,6 +27,14 @@ export const AUDIT_EVENT_TYPES = [
   'signing_key_created',
   'signing_key_activated',
   'signing_key_revoked',
+  'mfa_enrolled',
+  'mfa_disabled',
+  'mfa_failed',
+  'mfa_locked',
+  'mfa_reset',
+  'recovery_code_used',
+  'recovery_codes_regenerated',
+  'reauthenticated',
 ] as const;
 export type AuditEventType = (typeof AUDIT_EVENT_TYPES)[number];
 

@@ -106,6 +106,11 @@ eachDatabase('the OpenAPI document shows the aal and fresh rules like the others
   t.equal(change['x-fresh'], true);
   t.match(change.description, /REAUTH_MAX_AGE/);
   t.ok(change.responses['403'], 'declares its 403');
+  const removal = document.paths['/auth/mfa/totp']!.delete!;
+  t.match(removal, { 'x-aal': 'aal2', 'x-fresh': true });
+  t.match(removal.description, /aal2; 403 insufficient_aal/);
+  t.ok(removal.responses['403']);
+  t.notOk(document.paths['/auth/mfa/totp/confirm']!.post!['x-fresh'], 'confirming does not ask for freshness: enrolling did');
   const patch = document.paths['/admin/users/{id}']!.patch!;
   t.match(patch.description, /MFA_REQUIRED_PERMISSIONS/, 'a policy-covered route says so');
   t.match(patch.description, /roles admin need a second factor/);

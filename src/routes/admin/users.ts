@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
-import { deleteUser, listUsers, revokeSessionsOf, setUserRoles, updateUser } from '../../domain/admin-users.js';
+import { deleteUser, listUsers, resetSecondFactorOf, revokeSessionsOf, setUserRoles, updateUser } from '../../domain/admin-users.js';
 import { loadUserWithAccess } from '../../domain/users.js';
 import { problem } from '../../errors.js';
 import { ADMIN_USER_EXAMPLE, AdminUserSchema, NameList, RoleName, UserId, toAdminUserView } from '../../schemas/admin.js';
@@ -161,6 +161,28 @@ export const adminUserRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }
       const revoked = await revokeSessionsOf(db, grantorOf(request), request.params.id);
       await access.changed(request.params.id);
       gatehouse.audit({ type: 'sessions_revoked', ...auditContext(request), userId: request.params.id, detail: { sessions: revoked } });
+      return reply.code(204).send(null);
+    },
+  );
+
+  app.delete(
+    '/users/:id/mfa',
+    {
+      config: { permissionsRequired: ['users:mfa'] },
+      schema: {
+        operationId: 'resetUserMfa',
+        summary: "Remove a user's second factor (a lost authenticator)",
+        description:
+          'Removes the authenticator and the recovery codes and logs the user out everywhere: their next login takes the password alone. You can act only on a user whose every permission you hold yourself (403 exceeds_own_permissions otherwise).',
+        tags: ['admin'],
+        params: UserId,
+        response: { 204: Type.Null({ description: 'Reset' }), ...READ_PROBLEMS },
+      },
+    },
+    async (request, reply) => {
+      const reset = await resetSecondFactorOf(db, grantorOf(request), request.params.id);
+      await access.changed(request.params.id);
+      gatehouse.audit({ type: 'mfa_reset', ...auditContext(request), userId: request.params.id, detail: { ...reset } });
       return reply.code(204).send(null);
     },
   );

@@ -37,23 +37,7 @@ export async function issueTokens(
   reply: FastifyReply,
   { session, refreshToken, useCookie }: { session: Session; refreshToken: string; useCookie: boolean },
 ): Promise<TokenResponse> {
-  const access = await gatehouse.access.get(session.userId);
-  if (!access) throw problem('invalid_refresh_token', 'The account no longer exists.');
-  // Deactivation revokes every session, but a refresh must not rely on that alone.
-  if (!access.user.active) throw problem('account_disabled', 'This account has been disabled.');
-  const accessToken = request.server.signAccessToken({
-    sub: session.userId,
-    sid: session.id,
-    auth_time: Math.floor(session.authTime.getTime() / 1000),
-    amr: session.amr,
-    aal: session.aal,
-  });
-  const body: TokenResponse = {
-    accessToken,
-    tokenType: 'Bearer',
-    expiresIn: gatehouse.config.accessTokenTtl,
-    user: { ...toUserView(access), aal: session.aal },
-  };
+  const body: TokenResponse = await issueAccessToken(gatehouse, request, session);
   if (useCookie) {
     reply.setCookie(REFRESH_COOKIE, refreshToken, {
       httpOnly: true,
@@ -67,6 +51,29 @@ export async function issueTokens(
     body.refreshToken = refreshToken;
   }
   return body;
+}
+
+/**
+ * An access token carrying the session's assurance, with the user as seen at that level: alone
+ * where the session keeps its refresh token (a step-up, a confirmed authenticator).
+ */
+export async function issueAccessToken(
+  gatehouse: Gatehouse,
+  request: FastifyRequest,
+  session: Session,
+): Promise<Omit<TokenResponse, 'refreshToken' | 'csrfToken'>> {
+  const access = await gatehouse.access.get(session.userId);
+  if (!access) throw problem('invalid_refresh_token', 'The account no longer exists.');
+  // Deactivation revokes every session, but a refresh must not rely on that alone.
+  if (!access.user.active) throw problem('account_disabled', 'This account has been disabled.');
+  const accessToken = request.server.signAccessToken({
+    sub: session.userId,
+    sid: session.id,
+    auth_time: Math.floor(session.authTime.getTime() / 1000),
+    amr: session.amr,
+    aal: session.aal,
+  });
+  return { accessToken, tokenType: 'Bearer', expiresIn: gatehouse.config.accessTokenTtl, user: { ...toUserView(access), aal: session.aal } };
 }
 
 export function clearRefreshCookie(gatehouse: Gatehouse, request: FastifyRequest, reply: FastifyReply): void {
