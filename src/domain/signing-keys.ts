@@ -247,19 +247,17 @@ export class SigningKeys {
   /** No longer published nor accepted, on every instance at once; the current key cannot be revoked. */
   async revoke(kid: string): Promise<SigningKeyView> {
     this.assertManaged();
-    const [key] = await this.database.db.select().from(signingKeys).where(eq(signingKeys.kid, kid));
-    if (!key) throw problem('not_found', `No signing key ${kid}.`);
-    if (key.status === 'current') throw problem('signing_key_current', 'The current key cannot be revoked: activate another key first.');
-    if (key.status === 'revoked') return viewOf(key);
-    const [row] = await this.database.db
-      .update(signingKeys)
-      .set({ status: 'revoked', revokedAt: new Date() })
-      .where(sql`${signingKeys.kid} = ${kid} and ${signingKeys.status} <> 'current'`)
-      .returning();
-    // Activated concurrently: the current key stays.
-    if (!row) throw problem('signing_key_current', 'The key was made current meanwhile: activate another key first.');
+    // Locked like activate(), so a key cannot be made current and revoked at once.
+    const revoked = await this.database.db.transaction(async (tx) => {
+      const [key] = await tx.select().from(signingKeys).where(eq(signingKeys.kid, kid)).for('update');
+      if (!key) throw problem('not_found', `No signing key ${kid}.`);
+      if (key.status === 'current') throw problem('signing_key_current', 'The current key cannot be revoked: activate another key first.');
+      if (key.status === 'revoked') return key;
+      const [row] = await tx.update(signingKeys).set({ status: 'revoked', revokedAt: new Date() }).where(eq(signingKeys.kid, kid)).returning();
+      return row!;
+    });
     await this.changed();
-    return viewOf(row);
+    return viewOf(revoked);
   }
 
   /** Reads the key set again (serialized, so an older read never overwrites a newer one). */

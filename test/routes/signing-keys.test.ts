@@ -101,6 +101,7 @@ eachDatabase('forged tokens are 401 token_invalid: alg confusion, alg none, a fo
     'a kid that is not a string': es({ alg: 'ES256', typ: 'JWT', kid: 42 }),
     'HS256 with JWT_SECRET expiring after the switch window': forgeToken({ ...claims, exp: claims.exp as number + 3600 }),
     'no header at all': `.${body}.x`,
+    'a header that is not an object': `${encode('ES256')}.${body}.x`,
   };
   for (const [name, token] of Object.entries(forged)) {
     const res = await me(app, token);
@@ -127,6 +128,8 @@ eachDatabase('HS256 -> ES256: tokens issued before the switch keep working until
   const fresh = await login(esApp.app, user.email);
   t.equal(headerOf(fresh.accessToken).alg, 'ES256');
   t.equal((await me(esApp.app, fresh.accessToken)).statusCode, 200);
+  const hsLogout = await esApp.app.inject({ method: 'POST', url: '/auth/logout', headers: bearer(tokenWithoutKid) });
+  t.equal(hsLogout.statusCode, 204, 'logout verifies HS256 tokens of before the switch');
   const logout = await esApp.app.inject({ method: 'POST', url: '/auth/logout', headers: bearer(fresh.accessToken) });
   t.equal(logout.statusCode, 204, 'logout verifies ES256 tokens');
   t.equal((await me(esApp.app, fresh.accessToken)).json().code, 'session_revoked');
@@ -196,10 +199,14 @@ eachDatabase('rotation: create (next, published), activate (409 too early, force
   t.equal(again.json().code, 'signing_key_revoked');
 
   // Published for JWKS_MAX_AGE: activated without force.
-  const rsa = (await admin(app, root, 'POST', '', {})).json<{ kid: string; alg: string }>();
-  t.equal(rsa.alg, 'ES256', 'JWT_ALG by default');
+  t.equal((await admin(app, root, 'POST', '', {})).json().alg, 'ES256', 'JWT_ALG by default');
+  const rsa = (await admin(app, root, 'POST', '', { alg: 'RS256' })).json<{ kid: string; alg: string }>();
+  t.equal(rsa.alg, 'RS256');
   await database.db.update(signingKeys).set({ createdAt: new Date(Date.now() - 301_000) }).where(eq(signingKeys.kid, rsa.kid));
   t.equal((await admin(app, root, 'POST', `/${rsa.kid}/activate`)).statusCode, 200);
+  const byRsa = await login(app, user.email);
+  t.same(headerOf(byRsa.accessToken), { alg: 'RS256', typ: 'JWT', kid: rsa.kid });
+  await until(async () => (await me(other.app, byRsa.accessToken)).statusCode === 200, 5000);
 
   const events = (await app.inject({ method: 'GET', url: '/admin/audit?limit=50', headers: root.headers })).json<{ items: { type: string }[] }>().items;
   for (const type of ['signing_key_created', 'signing_key_activated', 'signing_key_revoked']) t.ok(events.some((e) => e.type === type), `audited: ${type}`);
