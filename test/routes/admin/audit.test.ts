@@ -17,7 +17,8 @@ interface Event {
 eachDatabase('every kind of security event lands in the audit log once, and never a secret', async (t, kind) => {
   const mailbox = await startSmtpServer(t);
   const { app, config } = await buildTestApp(t, kind, {
-    env: { SMTP_URL: mailbox.url, LOGIN_MAX_FAILURES: '2', LOGIN_LOCKOUT: '1h', REFRESH_REUSE_GRACE: '0' },
+    // ES256: signing keys to rotate.
+    env: { SMTP_URL: mailbox.url, LOGIN_MAX_FAILURES: '2', LOGIN_LOCKOUT: '1h', REFRESH_REUSE_GRACE: '0', JWT_ALG: 'ES256' },
   });
   const admin = await adminToken(app);
   const subject = await registerUser(app); // registered, login_succeeded is not counted for register
@@ -51,6 +52,10 @@ eachDatabase('every kind of security event lands in the audit log once, and neve
   await app.inject({ method: 'PATCH', url: `/admin/users/${id}`, headers: admin.headers, payload: { active: false } }); // user_deactivated
   await app.inject({ method: 'PATCH', url: `/admin/users/${id}`, headers: admin.headers, payload: { active: true } }); // user_reactivated
   await app.inject({ method: 'DELETE', url: `/admin/users/${id}`, headers: admin.headers }); // user_deleted
+  const newKey = async () => (await app.inject({ method: 'POST', url: '/admin/signing-keys', headers: admin.headers, payload: {} })).json<{ kid: string }>().kid;
+  const [next, spare] = [await newKey(), await newKey()]; // signing_key_created (twice)
+  await app.inject({ method: 'POST', url: `/admin/signing-keys/${next}/activate`, headers: admin.headers, payload: { force: true } }); // signing_key_activated
+  await app.inject({ method: 'POST', url: `/admin/signing-keys/${spare}/revoke`, headers: admin.headers }); // signing_key_revoked
   await app.gatehouse.background.idle();
 
   const events: Event[] = [];
@@ -65,10 +70,11 @@ eachDatabase('every kind of security event lands in the audit log once, and neve
   } while (cursor);
 
   const about = (type: string) => events.filter((e) => e.type === type && (e.userId === id || e.detail.email === victim));
-  const expected: Record<string, number> = { login_failed: 2, login_succeeded: 2, logout: 1 };
+  const expected: Record<string, number> = { login_failed: 2, login_succeeded: 2, logout: 1, signing_key_created: 2 };
   for (const type of AUDIT_EVENT_TYPES) {
-    if (type === 'role_permissions_changed') {
-      t.equal(events.filter((e) => e.type === type).length, 1, type);
+    // About no user: counted over the whole log.
+    if (type === 'role_permissions_changed' || type.startsWith('signing_key_')) {
+      t.equal(events.filter((e) => e.type === type).length, expected[type] ?? 1, type);
       continue;
     }
     t.equal(about(type).length, expected[type] ?? 1, `${type} recorded ${expected[type] ?? 1} time(s)`);
@@ -83,6 +89,7 @@ eachDatabase('every kind of security event lands in the audit log once, and neve
     t.notOk(text.includes(secret), 'no secret in the audit log');
   }
   t.notMatch(text, /\$2[aby]\$/, 'no hash in the audit log');
+  t.notMatch(text, /"d":/, 'no private key in the audit log');
 });
 
 eachDatabase('the audit query filters by user, type and time, newest first, and pages', async (t, kind) => {
