@@ -262,3 +262,21 @@ tap.test('keys: thumbprints as RFC 7638 computes them, unsupported keys and JWT_
     t.equal(testConfig({ JWKS_MAX_AGE: '10m' }).jwksMaxAge, 600);
     t.equal(testConfig().jwtAlg, 'HS256', 'HS256 stays the default');
   });
+
+tap.test('in plugin mode under a prefix, the well-known documents are under it and jwks_uri says so', async (t) => {
+  const Fastify = (await import('fastify')).default;
+  const { gatehousePlugin } = await import('../../src/index.js');
+  const { openTestDatabase } = await import('../helpers/databases.js');
+  const database = await openTestDatabase('pglite');
+  const host = Fastify();
+  t.teardown(async () => {
+    await host.close();
+    await database.drop();
+  });
+  await host.register(gatehousePlugin, { config: testConfig({ ...ES256, PUBLIC_URL: 'https://example.test/api' }), database, prefix: '/identity/' });
+  await host.ready();
+  const discovery = await host.inject('/identity/.well-known/openid-configuration');
+  t.equal(discovery.json().jwks_uri, 'https://example.test/api/identity/.well-known/jwks.json');
+  const keys = (await host.inject('/identity/.well-known/jwks.json')).json<{ keys: PublicJwk[] }>().keys;
+  t.equal(keys.length, 1);
+});
