@@ -8,7 +8,7 @@ import { drizzle as drizzlePostgres } from 'drizzle-orm/postgres-js';
 import { migrate as migratePostgres } from 'drizzle-orm/postgres-js/migrator';
 import postgres from 'postgres';
 import type { Config } from '../config.js';
-import { listenDirect, type ListenEvents, type NotificationHandler } from './listener.js';
+import { sharedListeners, type ListenEvents, type NotificationHandler } from './listener.js';
 import { lockFolder } from './pglite-lock.js';
 import { boundQueries } from './query-timeout.js';
 import * as schema from './schema.js';
@@ -194,24 +194,16 @@ async function openPostgres(
   );
 
   const client = postgres(url, { ...options, max: poolSize, prepare: preparedStatements });
-  const listeners = new Set<() => Promise<void>>();
+  // Not the pool's own listen: that reconnects with the pool's backoff (up to 20 s) and says
+  // nothing when the connection drops, so the cache could not stop trusting itself in time.
+  const listeners = sharedListeners(listenUrl);
   const db = drizzlePostgres(boundQueries(client, queryTimeout * 1000), { schema }) as unknown as Db;
   return {
     db,
     driver: 'postgres',
-    async listen(channel, onMessage, events) {
-      // Not the pool's own listen: that reconnects with the pool's backoff (up to 20 s) and says
-      // nothing when the connection drops, so the cache could not stop trusting itself in time.
-      const stop = await listenDirect(listenUrl, channel, onMessage, events);
-      const unlisten = async () => {
-        listeners.delete(unlisten);
-        await stop();
-      };
-      listeners.add(unlisten);
-      return unlisten;
-    },
+    listen: (channel, onMessage, events) => listeners.listen(channel, onMessage, events),
     async close() {
-      await Promise.all([...listeners].map((unlisten) => unlisten()));
+      await listeners.close();
       await client.end({ timeout: 5 });
     },
   };

@@ -114,3 +114,71 @@ export async function listenDirect(
     await reconnecting;
   };
 }
+
+/**
+ * Every LISTEN of one database on one connection per channel, whoever asks: the authorization
+ * cache, the signing keys, a test waiting for a marker. One notification then reaches all of them
+ * in the same turn, so "my marker arrived" also means "every earlier notice reached the others"
+ * (separate connections would each deliver in their own time), and an instance holds one
+ * listening connection, not one per subscriber.
+ */
+export function sharedListeners(url: string) {
+  interface Subscriber {
+    onMessage: NotificationHandler;
+    events: ListenEvents;
+  }
+  interface Channel {
+    subscribers: Set<Subscriber>;
+    up: boolean;
+    started: Promise<() => Promise<void>>;
+  }
+  const channels = new Map<string, Channel>();
+
+  const open = (channel: string): Channel => {
+    const entry: Channel = { subscribers: new Set(), up: true, started: Promise.resolve(async () => {}) };
+    const each = (f: (s: Subscriber) => void) => [...entry.subscribers].forEach(f);
+    entry.started = listenDirect(url, channel, (payload) => each((s) => s.onMessage(payload)), {
+      onDown: () => {
+        entry.up = false;
+        each((s) => s.events.onDown?.());
+      },
+      onUp: () => {
+        entry.up = true;
+        each((s) => s.events.onUp?.());
+      },
+    });
+    // A first LISTEN that fails leaves nothing behind: the next subscriber tries again.
+    entry.started.catch(() => channels.get(channel) === entry && channels.delete(channel));
+    channels.set(channel, entry);
+    return entry;
+  };
+
+  const stopChannel = async (channel: string, entry: Channel) => {
+    if (channels.get(channel) === entry) channels.delete(channel);
+    const stop = await entry.started.catch(() => undefined);
+    await stop?.();
+  };
+
+  return {
+    async listen(channel: string, onMessage: NotificationHandler, events: ListenEvents = {}): Promise<() => Promise<void>> {
+      const entry = channels.get(channel) ?? open(channel);
+      const subscriber: Subscriber = { onMessage, events };
+      entry.subscribers.add(subscriber);
+      try {
+        await entry.started;
+      } catch (err) {
+        entry.subscribers.delete(subscriber);
+        throw err;
+      }
+      // Joining a channel whose connection is down: hear it now, and onUp when it is back.
+      if (!entry.up) events.onDown?.();
+      return async () => {
+        if (!entry.subscribers.delete(subscriber) || entry.subscribers.size > 0) return;
+        await stopChannel(channel, entry);
+      };
+    },
+    async close(): Promise<void> {
+      await Promise.all([...channels].map(([channel, entry]) => stopChannel(channel, entry)));
+    },
+  };
+}
