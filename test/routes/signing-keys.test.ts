@@ -3,6 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import { eq } from 'drizzle-orm';
 import { createSigner } from 'fast-jwt';
 import tap from 'tap';
+import type { ListenEvents } from '../../src/db/listener.js';
 import { signingKeys } from '../../src/db/schema.js';
 import { jwkThumbprint, publishedJwk, type PublicJwk } from '../../src/domain/signing-keys.js';
 import { buildTestApp, eachDatabase, testConfig, type Test } from '../helpers/app.js';
@@ -279,4 +280,31 @@ tap.test('in plugin mode under a prefix, the well-known documents are under it a
   t.equal(discovery.json().jwks_uri, 'https://example.test/api/identity/.well-known/jwks.json');
   const keys = (await host.inject('/identity/.well-known/jwks.json')).json<{ keys: PublicJwk[] }>().keys;
   t.equal(keys.length, 1);
+});
+
+eachDatabase('keys live in memory: a change the instance was not told of is read when LISTEN comes back', async (t: Test, kind) => {
+  const { buildApp } = await import('../../src/app.js');
+  const { openTestDatabase } = await import('../helpers/databases.js');
+  const database = await openTestDatabase(kind);
+  const listeners: ListenEvents[] = [];
+  const listen = database.listen.bind(database);
+  database.listen = (channel, onMessage, events) => {
+    if (events) listeners.push(events);
+    return listen(channel, onMessage, events);
+  };
+  const app = await buildApp(testConfig(ES256), { database });
+  t.teardown(async () => {
+    await app.close();
+    await database.drop();
+  });
+  await app.ready();
+  const user = await registerUser(app);
+  const [key] = await jwks(app);
+  // Revoked behind Gatehouse's back, with no notice: requests do not read the keys from the database.
+  await database.db.update(signingKeys).set({ status: 'revoked' }).where(eq(signingKeys.kid, key!.kid!));
+  t.equal((await me(app, user.accessToken)).statusCode, 200, 'still accepted: no database read per request');
+  // As after a lost LISTEN connection: notices may have been missed, so the keys are read again.
+  for (const events of listeners) events.onUp?.();
+  await until(async () => (await me(app, user.accessToken)).statusCode === 401, 5000);
+  t.same(await jwks(app), [], 'no longer published either');
 });
