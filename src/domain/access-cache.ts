@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { sql } from 'drizzle-orm';
 import type { Database } from '../db/client.js';
 import type { UserAccess } from '../types.js';
+import { isUuid } from '../lib/uuid.js';
 import { loadAuthorizationState, type AuthorizationState } from './users.js';
 
 export const ACCESS_CHANNEL = 'gatehouse_access';
@@ -55,7 +56,9 @@ export class AccessCache {
       ACCESS_CHANNEL,
       (payload) => {
         const [userId = '', origin] = payload.split(ORIGIN_SEPARATOR);
-        if (origin !== this.origin) this.invalidateLocal(userId);
+        // Other notices share the channel (signing keys): only a user id or EVERYONE concerns the cache,
+        // and counting another as an invalidation would keep a state loaded meanwhile out of it.
+        if (origin !== this.origin && (userId === EVERYONE || isUuid(userId))) this.invalidateLocal(userId);
       },
       {
         onDown: () => {
