@@ -212,7 +212,6 @@ function countingDatabase(database: Database) {
       if (typeof value !== 'function') return value;
       return (...args: unknown[]) => {
         calls.push(String(property));
-        if (property === 'execute' || property === 'transaction') console.error('STRAY?', String(property), new Error().stack?.split('\n').slice(2, 9).join(' | '));
         return (value as (...a: unknown[]) => unknown).apply(target, args);
       };
     },
