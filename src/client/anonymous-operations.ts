@@ -7,6 +7,8 @@
 export const ANONYMOUS_OPERATIONS: ReadonlySet<string> = new Set([
   'GET /health',
   'GET /ready',
+  'GET /.well-known/jwks.json',
+  'GET /.well-known/openid-configuration',
   'POST /auth/register',
   'POST /auth/login',
   'POST /auth/refresh',
@@ -15,4 +17,5 @@ export const ANONYMOUS_OPERATIONS: ReadonlySet<string> = new Set([
   'POST /auth/email/resend',
   'POST /auth/password/forgot',
   'POST /auth/password/reset',
+  'POST /auth/mfa/verify',
 ]);

@@ -7,6 +7,8 @@ import { hasLocalStorage, localStorageStore, memoryStore, type TokenStore } from
 
 export type RegisterResponse = components['schemas']['RegisterResponse'];
 export type SessionInfo = components['schemas']['Session'];
+/** A login's answer for a user with a second factor: finish it with `verifyMfa`. */
+export type MfaRequired = components['schemas']['MfaRequired'];
 
 type JsonBody<P extends keyof paths, M extends keyof paths[P]> = paths[P][M] extends {
   requestBody?: { content: { 'application/json': infer B } };
@@ -17,6 +19,7 @@ type JsonBody<P extends keyof paths, M extends keyof paths[P]> = paths[P][M] ext
 /** The client sets `useCookie` itself, from its mode. */
 export type RegisterInput = Omit<JsonBody<'/auth/register', 'post'>, 'useCookie'>;
 export type LoginInput = Omit<JsonBody<'/auth/login', 'post'>, 'useCookie'>;
+export type VerifyMfaInput = Omit<JsonBody<'/auth/mfa/verify', 'post'>, 'useCookie'>;
 export type UpdateMeInput = JsonBody<'/auth/me', 'patch'>;
 export type ChangePasswordInput = JsonBody<'/auth/password/change', 'post'>;
 export type ResetPasswordInput = JsonBody<'/auth/password/reset', 'post'>;
@@ -52,7 +55,13 @@ export interface GatehouseClient {
   readonly user: User | undefined;
   /** Creates the account; opens a session unless the server requires email confirmation first. */
   register(input: RegisterInput): Promise<RegisterResponse>;
-  login(input: LoginInput): Promise<TokenResponse>;
+  /**
+   * Opens a session with email and password, or, for a user with a second factor, answers
+   * `{ mfaRequired: true, mfaToken, methods }` with no session yet: see `isMfaRequired` and `verifyMfa`.
+   */
+  login(input: LoginInput): Promise<TokenResponse | MfaRequired>;
+  /** The second step of a login: the mfaToken with a TOTP or recovery code; opens the session. */
+  verifyMfa(input: VerifyMfaInput): Promise<TokenResponse>;
   /** Ends this session on the server and here. Forgets it here even when the server cannot be reached. */
   logout(): Promise<void>;
   /** Ends every session of the user, this one included. */
@@ -142,7 +151,13 @@ export function createGatehouseClient(options: GatehouseClientOptions): Gatehous
       return answer;
     },
     async login(input) {
-      const tokens = await unwrap(api.POST('/auth/login', { body: { ...input, useCookie: cookie } }));
+      const answer = await unwrap(api.POST('/auth/login', { body: { ...input, useCookie: cookie } }));
+      if (isMfaRequired(answer)) return answer;
+      await session.start(answer);
+      return answer;
+    },
+    async verifyMfa(input) {
+      const tokens = await unwrap(api.POST('/auth/mfa/verify', { body: { ...input, useCookie: cookie } }));
       await session.start(tokens);
       return tokens;
     },
@@ -185,4 +200,9 @@ export function createGatehouseClient(options: GatehouseClientOptions): Gatehous
       await unwrap(api.DELETE('/auth/sessions/{id}', { params: { path: { id } } }));
     },
   };
+}
+
+/** Whether a login's answer asks for the second factor instead of opening a session. */
+export function isMfaRequired(answer: TokenResponse | MfaRequired): answer is MfaRequired {
+  return 'mfaRequired' in answer && answer.mfaRequired === true;
 }

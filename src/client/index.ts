@@ -4,16 +4,19 @@
  */
 export {
   createGatehouseClient,
+  isMfaRequired,
   type ChangeEmailInput,
   type ChangePasswordInput,
   type GatehouseClient,
   type GatehouseClientOptions,
   type LoginInput,
+  type MfaRequired,
   type RegisterInput,
   type RegisterResponse,
   type ResetPasswordInput,
   type SessionInfo,
   type UpdateMeInput,
+  type VerifyMfaInput,
 } from './client.js';
 export { GatehouseError, isGatehouseError, type FieldError, type Problem, type ProblemCode } from './errors.js';
 export type { components, operations, paths } from './schema.js';

@@ -38,6 +38,43 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/.well-known/jwks.json": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The public keys that verify access tokens (JWKS)
+         * @description Keys in next, current and retired state; empty under JWT_ALG=HS256. Cacheable for JWKS_MAX_AGE (300 s).
+         */
+        get: operations["getJwks"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/.well-known/openid-configuration": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Discovery: the issuer, the JWKS address and the signing algorithms */
+        get: operations["getOpenidConfiguration"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/auth/register": {
         parameters: {
             query?: never;
@@ -69,7 +106,7 @@ export interface paths {
         put?: never;
         /**
          * Log in with email and password
-         * @description Opens a session. An unknown email and a wrong password get the same answer, at the same cost. After LOGIN_MAX_FAILURES failures an email is locked for a while (429 login_locked), whether or not it has an account.
+         * @description Opens a session. An unknown email and a wrong password get the same answer, at the same cost. After LOGIN_MAX_FAILURES failures an email is locked for a while (429 login_locked), whether or not it has an account. For a user with a second factor the right password opens no session yet: the answer is { mfaRequired: true, mfaToken, methods, expiresIn } (no tokens, no cookie), and POST /auth/mfa/verify finishes the login.
          */
         post: operations["login"];
         delete?: never;
@@ -326,6 +363,156 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/auth/mfa": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Your second factors and recovery codes left
+         * @description Requires a Bearer access token.
+         */
+        get: operations["getMfaStatus"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/auth/mfa/totp/enroll": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Start enrolling an authenticator app
+         * @description Answers a new secret and its otpauth:// URI (show it as a QR code). Nothing changes for logins until POST /auth/mfa/totp/confirm proves the app shows the right codes, within 10 minutes. A new enroll replaces an unconfirmed one; a confirmed authenticator must be removed first (409 mfa_already_enrolled).
+         *
+         *     Requires a Bearer access token with a factor proved within REAUTH_MAX_AGE (403 reauthentication_required otherwise: POST /auth/reauthenticate).
+         */
+        post: operations["enrollTotp"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/auth/mfa/totp/confirm": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Confirm the authenticator with its current code
+         * @description From now on every login of the user takes a second step. Answers ten recovery codes, shown this once, and a new access token for this session, now at aal2 (keep the refresh token you have: it carries aal2 too). The user’s other sessions stay aal1 until they prove the factor (POST /auth/reauthenticate with a code).
+         *
+         *     Requires a Bearer access token.
+         */
+        post: operations["confirmTotp"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/auth/mfa/totp": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Remove the authenticator
+         * @description Its recovery codes go too, and every session of the user is back to aal1 (their next refresh issues aal1 tokens).
+         *
+         *     Requires a Bearer access token with a second factor proved in the session (aal2; 403 insufficient_aal otherwise); a factor proved within REAUTH_MAX_AGE (403 reauthentication_required otherwise: POST /auth/reauthenticate).
+         */
+        delete: operations["removeTotp"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/auth/mfa/recovery-codes": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * New recovery codes
+         * @description Ten new codes, shown this once; the old ones, used or not, stop working.
+         *
+         *     Requires a Bearer access token with a second factor proved in the session (aal2; 403 insufficient_aal otherwise); a factor proved within REAUTH_MAX_AGE (403 reauthentication_required otherwise: POST /auth/reauthenticate).
+         */
+        post: operations["regenerateRecoveryCodes"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/auth/mfa/verify": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * A login's second step: the mfaToken and a code
+         * @description Finishes a login that answered mfaRequired, with a code of the authenticator (totp) or a recovery code, and answers like a login. Each mfaToken is single use and takes at most 5 codes; a time step whose code was used once is refused (replay). After 10 wrong codes for a user within 15 minutes, codes are refused for the rest of that time (429 mfa_locked with Retry-After).
+         */
+        post: operations["verifyMfa"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/auth/reauthenticate": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Prove it is you again (step-up)
+         * @description For routes that need a recently proved factor (403 reauthentication_required): with the password, or with a code of the authenticator, which also raises the session to aal2. Answers a new access token for the same session with auth_time now; the refresh token stays as it is and carries the new assurance. A wrong password counts toward the login lockout (429 login_locked), a wrong code toward the code lockout (429 mfa_locked).
+         *
+         *     Requires a Bearer access token.
+         */
+        post: operations["reauthenticate"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/admin/users": {
         parameters: {
             query?: never;
@@ -417,6 +604,28 @@ export interface paths {
          */
         post: operations["revokeUserSessions"];
         delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/users/{id}/mfa": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Remove a user's second factor (a lost authenticator)
+         * @description Removes the authenticator and the recovery codes and logs the user out everywhere: their next login takes the password alone. You can act only on a user whose every permission you hold yourself (403 exceeds_own_permissions otherwise).
+         *
+         *     Requires a Bearer access token with permissions users:mfa.
+         */
+        delete: operations["resetUserMfa"];
         options?: never;
         head?: never;
         patch?: never;
@@ -568,6 +777,76 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/admin/signing-keys": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List signing keys
+         * @description Every key of signing_keys, revoked ones included, with its public JWK only (under JWT_PRIVATE_KEYS: the configured keys; under HS256: none).
+         *
+         *     Requires a Bearer access token with permissions keys:manage; a factor proved within REAUTH_MAX_AGE (403 reauthentication_required otherwise: POST /auth/reauthenticate).
+         */
+        get: operations["listSigningKeys"];
+        put?: never;
+        /**
+         * Create a signing key (next: published, not signing yet)
+         * @description Requires a Bearer access token with permissions keys:manage; a factor proved within REAUTH_MAX_AGE (403 reauthentication_required otherwise: POST /auth/reauthenticate).
+         */
+        post: operations["createSigningKey"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/signing-keys/{kid}/activate": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Make a key current: it signs from now on, the previous current key is retired (still verifies)
+         * @description 409 key_not_published_long_enough while the key has been published for less than JWKS_MAX_AGE, unless force is true.
+         *
+         *     Requires a Bearer access token with permissions keys:manage; a factor proved within REAUTH_MAX_AGE (403 reauthentication_required otherwise: POST /auth/reauthenticate).
+         */
+        post: operations["activateSigningKey"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/signing-keys/{kid}/revoke": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Revoke a key: no longer published nor accepted, at once on every instance
+         * @description Tokens it signed are refused from the next request on. 409 signing_key_current for the current key.
+         *
+         *     Requires a Bearer access token with permissions keys:manage; a factor proved within REAUTH_MAX_AGE (403 reauthentication_required otherwise: POST /auth/reauthenticate).
+         */
+        post: operations["revokeSigningKey"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -583,7 +862,7 @@ export interface components {
             status: number;
             detail: string;
             /** @enum {string} */
-            code: "validation_failed" | "invalid_json" | "token_missing" | "token_invalid" | "token_expired" | "session_revoked" | "invalid_credentials" | "invalid_refresh_token" | "refresh_token_expired" | "refresh_token_reused" | "account_disabled" | "email_not_confirmed" | "weak_password" | "csrf_failed" | "permission_denied" | "exceeds_own_permissions" | "insufficient_aal" | "reauthentication_required" | "mfa_enrollment_required" | "not_found" | "method_not_allowed" | "email_taken" | "role_exists" | "permission_exists" | "role_in_use" | "built_in_role" | "last_admin" | "concurrent_change" | "payload_too_large" | "unsupported_media_type" | "http_error" | "rate_limited" | "login_locked" | "internal_error" | "service_unavailable" | "shutting_down";
+            code: "validation_failed" | "invalid_json" | "token_missing" | "token_invalid" | "token_expired" | "session_revoked" | "invalid_credentials" | "invalid_refresh_token" | "refresh_token_expired" | "refresh_token_reused" | "account_disabled" | "email_not_confirmed" | "weak_password" | "csrf_failed" | "permission_denied" | "exceeds_own_permissions" | "insufficient_aal" | "reauthentication_required" | "mfa_enrollment_required" | "mfa_token_invalid" | "mfa_code_invalid" | "mfa_already_enrolled" | "mfa_not_enrolled" | "not_found" | "method_not_allowed" | "email_taken" | "role_exists" | "permission_exists" | "role_in_use" | "built_in_role" | "last_admin" | "concurrent_change" | "key_not_published_long_enough" | "signing_key_current" | "signing_key_revoked" | "signing_keys_unmanaged" | "payload_too_large" | "unsupported_media_type" | "http_error" | "rate_limited" | "login_locked" | "mfa_locked" | "internal_error" | "service_unavailable" | "shutting_down";
             instance?: string;
             /** @description Present on validation_failed: one entry per offending field */
             errors?: {
@@ -644,6 +923,16 @@ export interface components {
             /** @description Cookie mode only: send it back as X-CSRF-Token */
             csrfToken?: string;
             user: components["schemas"]["User"];
+        };
+        /** MfaRequired */
+        MfaRequired: {
+            /** @enum {boolean} */
+            mfaRequired: true;
+            /** @description Single use: send it with the code to POST /auth/mfa/verify */
+            mfaToken: string;
+            methods: ("totp" | "recovery_code")[];
+            /** @description Seconds the mfaToken stays valid */
+            expiresIn: number;
         };
         /** Session */
         Session: {
@@ -708,7 +997,7 @@ export interface components {
              * @description The fixed list of security event types
              * @enum {string}
              */
-            type: "registered" | "login_succeeded" | "login_failed" | "locked_out" | "refresh_reused" | "logout" | "password_changed" | "password_reset" | "email_confirmed" | "email_change_requested" | "role_assigned" | "role_removed" | "role_permissions_changed" | "user_deactivated" | "user_reactivated" | "user_deleted" | "sessions_revoked" | "grant_refused";
+            type: "registered" | "login_succeeded" | "login_failed" | "locked_out" | "refresh_reused" | "logout" | "password_changed" | "password_reset" | "email_confirmed" | "email_change_requested" | "role_assigned" | "role_removed" | "role_permissions_changed" | "user_deactivated" | "user_reactivated" | "user_deleted" | "sessions_revoked" | "grant_refused" | "signing_key_created" | "signing_key_activated" | "signing_key_revoked" | "mfa_enrolled" | "mfa_disabled" | "mfa_failed" | "mfa_locked" | "mfa_reset" | "recovery_code_used" | "recovery_codes_regenerated" | "reauthenticated";
             /** Format: date-time */
             at: string;
             /** @description Who acted, when authenticated */
@@ -795,6 +1084,109 @@ export interface operations {
             };
             /** @description Unavailable */
             503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    getJwks: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The key set */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "keys": [
+                     *         {
+                     *           "kty": "EC",
+                     *           "crv": "P-256",
+                     *           "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+                     *           "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0",
+                     *           "kid": "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs",
+                     *           "alg": "ES256",
+                     *           "use": "sig"
+                     *         }
+                     *       ]
+                     *     }
+                     */
+                    "application/json": {
+                        keys: {
+                            kty: string;
+                            kid: string;
+                            alg: string;
+                            /** @enum {string} */
+                            use: "sig";
+                            crv?: string;
+                            x?: string;
+                            y?: string;
+                            n?: string;
+                            e?: string;
+                        }[];
+                    };
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    getOpenidConfiguration: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Discovery document */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "issuer": "gatehouse",
+                     *       "jwks_uri": "https://id.example.com/.well-known/jwks.json",
+                     *       "id_token_signing_alg_values_supported": [
+                     *         "ES256",
+                     *         "EdDSA",
+                     *         "RS256"
+                     *       ]
+                     *     }
+                     */
+                    "application/json": {
+                        issuer: string;
+                        /** Format: uri */
+                        jwks_uri: string;
+                        /** @description How access tokens are signed: JWT_ALG first */
+                        id_token_signing_alg_values_supported: string[];
+                    };
+                };
+            };
+            /** @description Not found */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -942,7 +1334,7 @@ export interface operations {
             };
         };
         responses: {
-            /** @description Logged in: a new session */
+            /** @description Logged in: a new session; or, for a user with a second factor, no tokens yet but an mfaToken for POST /auth/mfa/verify */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -975,7 +1367,7 @@ export interface operations {
                      *       }
                      *     }
                      */
-                    "application/json": components["schemas"]["TokenResponse"];
+                    "application/json": components["schemas"]["TokenResponse"] | components["schemas"]["MfaRequired"];
                 };
             };
             /** @description Invalid request */
@@ -1957,6 +2349,571 @@ export interface operations {
             };
         };
     };
+    getMfaStatus: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The confirmed factors */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "factors": [
+                     *         {
+                     *           "type": "totp",
+                     *           "confirmedAt": "2026-01-15T09:40:00.000Z"
+                     *         }
+                     *       ],
+                     *       "recoveryCodesLeft": 9
+                     *     }
+                     */
+                    "application/json": {
+                        /** @description The confirmed second factors (an enrolment not yet confirmed is not one) */
+                        factors: {
+                            /** @enum {string} */
+                            type: "totp";
+                            /** Format: date-time */
+                            confirmedAt: string;
+                        }[];
+                        /** @description Unused recovery codes */
+                        recoveryCodesLeft: number;
+                    };
+                };
+            };
+            /** @description Not authenticated */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    enrollTotp: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The secret, shown this once */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "secret": "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP",
+                     *       "otpauthUri": "otpauth://totp/Gatehouse:ann%40example.com?secret=JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP&issuer=Gatehouse"
+                     *     }
+                     */
+                    "application/json": {
+                        /** @description Base32: for typing into an app that cannot read the QR code */
+                        secret: string;
+                        /** @description otpauth://totp/ISSUER:EMAIL?secret=...&issuer=ISSUER (SHA-1, 6 digits, 30 s: the defaults every app assumes): show it as a QR code */
+                        otpauthUri: string;
+                    };
+                };
+            };
+            /** @description Not authenticated */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflict with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    confirmTotp: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "code": "123456"
+                 *     }
+                 */
+                "application/json": {
+                    /** @example 123456 */
+                    code: string;
+                };
+            };
+        };
+        responses: {
+            /** @description Enrolled: the recovery codes, and this session at aal2 */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "accessToken": "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIwZjhmYWQ1Yi1kOWNiLTQ2OWYtYTE2NS03MDg2NzcyODk1MGUifQ.5mhBHqs5_DTLdINd9p5m7ZJ6XD0Xc55kIaCRY5r6HRA",
+                     *       "tokenType": "Bearer",
+                     *       "expiresIn": 900,
+                     *       "user": {
+                     *         "id": "0f8fad5b-d9cb-469f-a165-70867728950e",
+                     *         "email": "ann@example.com",
+                     *         "name": "Ann",
+                     *         "roles": [
+                     *           "user"
+                     *         ],
+                     *         "permissions": [
+                     *           "read"
+                     *         ],
+                     *         "emailConfirmedAt": null,
+                     *         "createdAt": "2026-01-15T09:30:00.000Z",
+                     *         "lastLoginAt": "2026-01-15T09:30:00.000Z",
+                     *         "lastLoginIp": "203.0.113.7",
+                     *         "previousLoginAt": null,
+                     *         "previousLoginIp": null,
+                     *         "loginCount": 1,
+                     *         "mfaEnrolled": true,
+                     *         "aal": "aal2"
+                     *       },
+                     *       "recoveryCodes": [
+                     *         "7QKXM2RZ4N5TBW3D",
+                     *         "H6JPL4VC2XQ7MZ5R",
+                     *         "W3F7KD2NQX6BRT4J",
+                     *         "M5ZQ2L7XKD3WN6VC",
+                     *         "R4TB6XJ2QM7ZK3PD",
+                     *         "C2WN5K7XQD4MZ6LT",
+                     *         "J7QX3ZL5MK2DW4RB",
+                     *         "P6KD2XW4NZ7QM3TC",
+                     *         "X5BR7QJ3LK6ZD2MW",
+                     *         "T3MZ6KQ2XW5DJ7NB"
+                     *       ]
+                     *     }
+                     */
+                    "application/json": {
+                        accessToken: string;
+                        /** @enum {string} */
+                        tokenType: "Bearer";
+                        /** @description Seconds until the access token expires */
+                        expiresIn: number;
+                        user: components["schemas"]["User"];
+                        /** @description Shown this once and never again: each works once, in place of a code, if the authenticator is lost */
+                        recoveryCodes: string[];
+                    };
+                };
+            };
+            /** @description Invalid request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not authenticated */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflict with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Body is not JSON */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    removeTotp: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Removed */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Not authenticated */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    regenerateRecoveryCodes: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The new codes */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "recoveryCodes": [
+                     *         "7QKXM2RZ4N5TBW3D",
+                     *         "H6JPL4VC2XQ7MZ5R",
+                     *         "W3F7KD2NQX6BRT4J",
+                     *         "M5ZQ2L7XKD3WN6VC",
+                     *         "R4TB6XJ2QM7ZK3PD",
+                     *         "C2WN5K7XQD4MZ6LT",
+                     *         "J7QX3ZL5MK2DW4RB",
+                     *         "P6KD2XW4NZ7QM3TC",
+                     *         "X5BR7QJ3LK6ZD2MW",
+                     *         "T3MZ6KQ2XW5DJ7NB"
+                     *       ]
+                     *     }
+                     */
+                    "application/json": {
+                        /** @description Shown this once and never again: each works once, in place of a code, if the authenticator is lost */
+                        recoveryCodes: string[];
+                    };
+                };
+            };
+            /** @description Not authenticated */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflict with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    verifyMfa: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "mfaToken": "Qm9yKJt0cq3Yl1kC2Jb0bQm4l2Hq3s0YyR3o1m8Jg5d",
+                 *       "method": "totp",
+                 *       "code": "123456"
+                 *     }
+                 */
+                "application/json": {
+                    mfaToken: string;
+                    /** @description totp: a code of the authenticator app; recovery_code: one of the recovery codes */
+                    method: "totp" | "recovery_code";
+                    /** @example 123456 */
+                    code: string;
+                    /** @description Put the refresh token in an httpOnly cookie (SPAs) */
+                    useCookie?: boolean;
+                };
+            };
+        };
+        responses: {
+            /** @description Logged in: a new session at aal2 */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "accessToken": "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIwZjhmYWQ1Yi1kOWNiLTQ2OWYtYTE2NS03MDg2NzcyODk1MGUifQ.5mhBHqs5_DTLdINd9p5m7ZJ6XD0Xc55kIaCRY5r6HRA",
+                     *       "tokenType": "Bearer",
+                     *       "expiresIn": 900,
+                     *       "refreshToken": "yR3o1m8Jg5dQm9yKJt0cq3Yl1kC2Jb0bQm4l2Hq3s0Y",
+                     *       "user": {
+                     *         "id": "0f8fad5b-d9cb-469f-a165-70867728950e",
+                     *         "email": "ann@example.com",
+                     *         "name": "Ann",
+                     *         "roles": [
+                     *           "user"
+                     *         ],
+                     *         "permissions": [
+                     *           "read"
+                     *         ],
+                     *         "emailConfirmedAt": null,
+                     *         "createdAt": "2026-01-15T09:30:00.000Z",
+                     *         "lastLoginAt": "2026-01-15T09:30:00.000Z",
+                     *         "lastLoginIp": "203.0.113.7",
+                     *         "previousLoginAt": null,
+                     *         "previousLoginIp": null,
+                     *         "loginCount": 1,
+                     *         "mfaEnrolled": false
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["TokenResponse"];
+                };
+            };
+            /** @description Invalid request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not authenticated */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Body is not JSON */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    reauthenticate: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    password: string;
+                } | {
+                    /** @enum {string} */
+                    method: "totp";
+                    /** @example 123456 */
+                    code: string;
+                };
+            };
+        };
+        responses: {
+            /** @description Re-authenticated: a new access token for this session */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "accessToken": "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIwZjhmYWQ1Yi1kOWNiLTQ2OWYtYTE2NS03MDg2NzcyODk1MGUifQ.5mhBHqs5_DTLdINd9p5m7ZJ6XD0Xc55kIaCRY5r6HRA",
+                     *       "tokenType": "Bearer",
+                     *       "expiresIn": 900,
+                     *       "user": {
+                     *         "id": "0f8fad5b-d9cb-469f-a165-70867728950e",
+                     *         "email": "ann@example.com",
+                     *         "name": "Ann",
+                     *         "roles": [
+                     *           "user"
+                     *         ],
+                     *         "permissions": [
+                     *           "read"
+                     *         ],
+                     *         "emailConfirmedAt": null,
+                     *         "createdAt": "2026-01-15T09:30:00.000Z",
+                     *         "lastLoginAt": "2026-01-15T09:30:00.000Z",
+                     *         "lastLoginIp": "203.0.113.7",
+                     *         "previousLoginAt": null,
+                     *         "previousLoginIp": null,
+                     *         "loginCount": 1,
+                     *         "mfaEnrolled": true,
+                     *         "aal": "aal2"
+                     *       }
+                     *     }
+                     */
+                    "application/json": {
+                        accessToken: string;
+                        /** @enum {string} */
+                        tokenType: "Bearer";
+                        /** @description Seconds until the access token expires */
+                        expiresIn: number;
+                        user: components["schemas"]["User"];
+                    };
+                };
+            };
+            /** @description Invalid request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not authenticated */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Body is not JSON */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     listUsers: {
         parameters: {
             query?: {
@@ -2454,6 +3411,63 @@ export interface operations {
         requestBody?: never;
         responses: {
             /** @description Every session revoked */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Invalid request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not authenticated */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    resetUserMfa: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @example 0f8fad5b-d9cb-469f-a165-70867728950e */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Reset */
             204: {
                 headers: {
                     [name: string]: unknown;
@@ -3241,7 +4255,7 @@ export interface operations {
                  * @description The fixed list of security event types
                  * @example login_failed
                  */
-                type?: "registered" | "login_succeeded" | "login_failed" | "locked_out" | "refresh_reused" | "logout" | "password_changed" | "password_reset" | "email_confirmed" | "email_change_requested" | "role_assigned" | "role_removed" | "role_permissions_changed" | "user_deactivated" | "user_reactivated" | "user_deleted" | "sessions_revoked" | "grant_refused";
+                type?: "registered" | "login_succeeded" | "login_failed" | "locked_out" | "refresh_reused" | "logout" | "password_changed" | "password_reset" | "email_confirmed" | "email_change_requested" | "role_assigned" | "role_removed" | "role_permissions_changed" | "user_deactivated" | "user_reactivated" | "user_deleted" | "sessions_revoked" | "grant_refused" | "signing_key_created" | "signing_key_activated" | "signing_key_revoked" | "mfa_enrolled" | "mfa_disabled" | "mfa_failed" | "mfa_locked" | "mfa_reset" | "recovery_code_used" | "recovery_codes_regenerated" | "reauthenticated";
                 /**
                  * @description Only events at or after this instant
                  * @example 2026-01-15T00:00:00Z
@@ -3310,6 +4324,520 @@ export interface operations {
             };
             /** @description Not allowed */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    listSigningKeys: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The keys, oldest first */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "items": [
+                     *         {
+                     *           "kid": "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs",
+                     *           "alg": "ES256",
+                     *           "status": "current",
+                     *           "publicJwk": {
+                     *             "kty": "EC",
+                     *             "crv": "P-256",
+                     *             "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+                     *             "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0",
+                     *             "kid": "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs",
+                     *             "alg": "ES256",
+                     *             "use": "sig"
+                     *           },
+                     *           "createdAt": "2026-01-15T09:00:00.000Z",
+                     *           "activatedAt": "2026-01-15T09:10:00.000Z",
+                     *           "retiredAt": null,
+                     *           "revokedAt": null
+                     *         },
+                     *         {
+                     *           "kid": "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs",
+                     *           "alg": "ES256",
+                     *           "status": "next",
+                     *           "publicJwk": {
+                     *             "kty": "EC",
+                     *             "crv": "P-256",
+                     *             "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+                     *             "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0",
+                     *             "kid": "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs",
+                     *             "alg": "ES256",
+                     *             "use": "sig"
+                     *           },
+                     *           "createdAt": "2026-01-15T09:00:00.000Z",
+                     *           "activatedAt": null,
+                     *           "retiredAt": null,
+                     *           "revokedAt": null
+                     *         }
+                     *       ]
+                     *     }
+                     */
+                    "application/json": {
+                        items: {
+                            /** @description RFC 7638 thumbprint of the public key */
+                            kid: string;
+                            alg: "ES256" | "EdDSA" | "RS256";
+                            status: "next" | "current" | "retired" | "revoked";
+                            /** @description A public JWK: never a private member */
+                            publicJwk: {
+                                kty: string;
+                                kid: string;
+                                alg: string;
+                                /** @enum {string} */
+                                use: "sig";
+                                crv?: string;
+                                x?: string;
+                                y?: string;
+                                n?: string;
+                                e?: string;
+                            };
+                            /** Format: date-time */
+                            createdAt: string;
+                            activatedAt: string | null;
+                            retiredAt: string | null;
+                            revokedAt: string | null;
+                        }[];
+                    };
+                };
+            };
+            /** @description Not authenticated */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    createSigningKey: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description alg: JWT_ALG when omitted (ES256 under HS256) */
+        requestBody?: {
+            content: {
+                /**
+                 * @example {
+                 *       "alg": "ES256"
+                 *     }
+                 */
+                "application/json": {
+                    alg?: "ES256" | "EdDSA" | "RS256";
+                };
+            };
+        };
+        responses: {
+            /** @description Created */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "kid": "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs",
+                     *       "alg": "ES256",
+                     *       "status": "next",
+                     *       "publicJwk": {
+                     *         "kty": "EC",
+                     *         "crv": "P-256",
+                     *         "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+                     *         "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0",
+                     *         "kid": "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs",
+                     *         "alg": "ES256",
+                     *         "use": "sig"
+                     *       },
+                     *       "createdAt": "2026-01-15T09:00:00.000Z",
+                     *       "activatedAt": null,
+                     *       "retiredAt": null,
+                     *       "revokedAt": null
+                     *     }
+                     */
+                    "application/json": {
+                        /** @description RFC 7638 thumbprint of the public key */
+                        kid: string;
+                        alg: "ES256" | "EdDSA" | "RS256";
+                        status: "next" | "current" | "retired" | "revoked";
+                        /** @description A public JWK: never a private member */
+                        publicJwk: {
+                            kty: string;
+                            kid: string;
+                            alg: string;
+                            /** @enum {string} */
+                            use: "sig";
+                            crv?: string;
+                            x?: string;
+                            y?: string;
+                            n?: string;
+                            e?: string;
+                        };
+                        /** Format: date-time */
+                        createdAt: string;
+                        activatedAt: string | null;
+                        retiredAt: string | null;
+                        revokedAt: string | null;
+                    };
+                };
+            };
+            /** @description Invalid request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not authenticated */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflict with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Body is not JSON */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    activateSigningKey: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                kid: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                /**
+                 * @example {
+                 *       "force": false
+                 *     }
+                 */
+                "application/json": {
+                    /** @description activate before the key has been published for JWKS_MAX_AGE */
+                    force?: boolean;
+                };
+            };
+        };
+        responses: {
+            /** @description The key, now current */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "kid": "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs",
+                     *       "alg": "ES256",
+                     *       "status": "current",
+                     *       "publicJwk": {
+                     *         "kty": "EC",
+                     *         "crv": "P-256",
+                     *         "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+                     *         "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0",
+                     *         "kid": "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs",
+                     *         "alg": "ES256",
+                     *         "use": "sig"
+                     *       },
+                     *       "createdAt": "2026-01-15T09:00:00.000Z",
+                     *       "activatedAt": "2026-01-15T09:10:00.000Z",
+                     *       "retiredAt": null,
+                     *       "revokedAt": null
+                     *     }
+                     */
+                    "application/json": {
+                        /** @description RFC 7638 thumbprint of the public key */
+                        kid: string;
+                        alg: "ES256" | "EdDSA" | "RS256";
+                        status: "next" | "current" | "retired" | "revoked";
+                        /** @description A public JWK: never a private member */
+                        publicJwk: {
+                            kty: string;
+                            kid: string;
+                            alg: string;
+                            /** @enum {string} */
+                            use: "sig";
+                            crv?: string;
+                            x?: string;
+                            y?: string;
+                            n?: string;
+                            e?: string;
+                        };
+                        /** Format: date-time */
+                        createdAt: string;
+                        activatedAt: string | null;
+                        retiredAt: string | null;
+                        revokedAt: string | null;
+                    };
+                };
+            };
+            /** @description Invalid request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not authenticated */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflict with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Body is not JSON */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    revokeSigningKey: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                kid: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                /**
+                 * @example {
+                 *       "reason": "private key exposed in a backup"
+                 *     }
+                 */
+                "application/json": {
+                    /** @description kept in the audit log */
+                    reason?: string;
+                };
+            };
+        };
+        responses: {
+            /** @description The key, now revoked */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "kid": "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs",
+                     *       "alg": "ES256",
+                     *       "status": "revoked",
+                     *       "publicJwk": {
+                     *         "kty": "EC",
+                     *         "crv": "P-256",
+                     *         "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+                     *         "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0",
+                     *         "kid": "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs",
+                     *         "alg": "ES256",
+                     *         "use": "sig"
+                     *       },
+                     *       "createdAt": "2026-01-15T09:00:00.000Z",
+                     *       "activatedAt": null,
+                     *       "retiredAt": null,
+                     *       "revokedAt": "2026-01-16T09:00:00.000Z"
+                     *     }
+                     */
+                    "application/json": {
+                        /** @description RFC 7638 thumbprint of the public key */
+                        kid: string;
+                        alg: "ES256" | "EdDSA" | "RS256";
+                        status: "next" | "current" | "retired" | "revoked";
+                        /** @description A public JWK: never a private member */
+                        publicJwk: {
+                            kty: string;
+                            kid: string;
+                            alg: string;
+                            /** @enum {string} */
+                            use: "sig";
+                            crv?: string;
+                            x?: string;
+                            y?: string;
+                            n?: string;
+                            e?: string;
+                        };
+                        /** Format: date-time */
+                        createdAt: string;
+                        activatedAt: string | null;
+                        retiredAt: string | null;
+                        revokedAt: string | null;
+                    };
+                };
+            };
+            /** @description Invalid request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not authenticated */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflict with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Body is not JSON */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -1,6 +1,6 @@
 import { DEFAULT_STORAGE_KEY, createGatehouseClient, memoryStore } from '../../src/client/index.js';
 import { eachDatabase } from '../helpers/app.js';
-import { browserLikeFetch, manualClock, webStorage } from '../helpers/client.js';
+import { browserLikeFetch, manualClock, sessionOpened, webStorage } from '../helpers/client.js';
 import { listenTestApp } from '../helpers/live.js';
 import { PASSWORD, uniqueEmail } from '../helpers/users.js';
 
@@ -49,7 +49,7 @@ eachDatabase('cookie mode keeps the CSRF token in localStorage by default, where
   t.teardown(() => void delete (globalThis as { localStorage?: unknown }).localStorage);
   const browser = browserLikeFetch();
   const client = createGatehouseClient({ baseUrl: server.baseUrl, mode: 'cookie', fetch: browser.fetch });
-  const { csrfToken } = await client.login(await registeredUser(server.baseUrl));
+  const { csrfToken } = sessionOpened(await client.login(await registeredUser(server.baseUrl)));
   t.equal(storage.items.get(DEFAULT_STORAGE_KEY), csrfToken);
 
   const tokenMode = createGatehouseClient({ baseUrl: server.baseUrl });

@@ -1,6 +1,8 @@
-import { createGatehouseClient, memoryStore } from '../../src/client/index.js';
+import { createGatehouseClient, isMfaRequired, memoryStore } from '../../src/client/index.js';
 import { issueUserToken } from '../../src/domain/user-tokens.js';
 import { eachDatabase } from '../helpers/app.js';
+import { sessionOpened } from '../helpers/client.js';
+import { enrolTotp } from '../helpers/mfa.js';
 import { adminToken } from '../helpers/admin.js';
 import { freePort } from '../helpers/servers.js';
 import { listenTestApp } from '../helpers/live.js';
@@ -33,7 +35,7 @@ eachDatabase('register, me, logout, login, logout: the main flow in token mode',
   });
   t.equal(((await reused.json()) as { code: string }).code, 'session_revoked', 'the server ended the session');
 
-  const loggedIn = await client.login({ email, password: PASSWORD });
+  const loggedIn = sessionOpened(await client.login({ email, password: PASSWORD }));
   t.equal(loggedIn.user.email, email);
   t.equal((await client.me()).loginCount, 2);
   await client.logout();
@@ -116,7 +118,7 @@ eachDatabase('mailed-link methods: confirm the email, reset the password', async
   const reset = await issueUserToken(gatehouse.db, { userId: user.id, purpose: 'reset_password', ttlSeconds: 60 });
   await client.resetPassword({ token: reset, password: NEW_PASSWORD });
   await t.rejects(client.me(), { code: 'session_revoked' }, 'a reset logs out every session');
-  t.equal((await client.login({ email, password: NEW_PASSWORD })).user.email, email);
+  t.equal(sessionOpened(await client.login({ email, password: NEW_PASSWORD })).user.email, email);
 });
 
 eachDatabase('the raw client reaches every operation, with the token and typed results', async (t, kind) => {
@@ -137,4 +139,29 @@ eachDatabase('the raw client reaches every operation, with the token and typed r
 
   const service = await client.api.GET('/auth/me', { headers: { authorization: `Bearer ${admin.accessToken}` } });
   t.equal(service.data?.email, admin.email, 'an Authorization header of the caller is left as it is');
+});
+
+eachDatabase('a user with a second factor: login answers mfaRequired without a session, verifyMfa opens it', async (t, kind) => {
+  const server = await listenTestApp(t, kind);
+  const client = createGatehouseClient({ baseUrl: server.baseUrl, storage: memoryStore() });
+  const email = uniqueEmail();
+  const registered = await client.register({ email, password: PASSWORD });
+  const { authenticator } = await enrolTotp(server.app, registered.accessToken!);
+  await client.logout();
+
+  const answer = await client.login({ email, password: PASSWORD });
+  t.ok(isMfaRequired(answer), 'the password alone opens no session');
+  if (!isMfaRequired(answer)) return;
+  t.same(answer.methods.sort(), ['recovery_code', 'totp']);
+  t.equal(client.user, undefined, 'no user yet');
+  await t.rejects(client.me(), { code: 'token_missing' }, 'and no token');
+
+  const tokens = await client.verifyMfa({ mfaToken: answer.mfaToken, method: 'totp', code: await authenticator.next() });
+  t.equal(tokens.user.email, email);
+  t.match(await client.me(), { email, aal: 'aal2', mfaEnrolled: true }, 'the session is open, at aal2');
+  await t.rejects(
+    client.verifyMfa({ mfaToken: answer.mfaToken, method: 'totp', code: await authenticator.next() }),
+    { code: 'mfa_token_invalid', status: 401 },
+    'an mfaToken opens one session only',
+  );
 });

@@ -1,7 +1,7 @@
 import { createGatehouseClient, isGatehouseError, memoryStore, type SessionEnd } from '../../src/client/index.js';
 import { revokeUserSessions } from '../../src/domain/sessions.js';
 import { eachDatabase } from '../helpers/app.js';
-import { gatedFetch, manualClock } from '../helpers/client.js';
+import { gatedFetch, manualClock, sessionOpened } from '../helpers/client.js';
 import { claimsOf } from '../helpers/jwt.js';
 import { listenTestApp } from '../helpers/live.js';
 import { PASSWORD, uniqueEmail } from '../helpers/users.js';
@@ -32,7 +32,7 @@ eachDatabase('the access token is renewed shortly before it expires, not earlier
   const server = await listenTestApp(t, kind, { env: { ACCESS_TOKEN_TTL: '10m' } });
   const clock = manualClock();
   const client = createGatehouseClient({ baseUrl: server.baseUrl, now: clock.now, refreshMargin: 60 });
-  const first = await client.login(await registered(client));
+  const first = sessionOpened(await client.login(await registered(client)));
 
   clock.advance(10 * MINUTE - 61_000);
   await client.me();

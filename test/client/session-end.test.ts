@@ -3,7 +3,7 @@ import { revokeUserSessions } from '../../src/domain/sessions.js';
 import tap from 'tap';
 import { eachDatabase, type Test } from '../helpers/app.js';
 import { freePort } from '../helpers/servers.js';
-import { manualClock } from '../helpers/client.js';
+import { manualClock, sessionOpened } from '../helpers/client.js';
 import { listenTestApp, type LiveApp } from '../helpers/live.js';
 import { PASSWORD, uniqueEmail } from '../helpers/users.js';
 
@@ -15,7 +15,7 @@ async function signedIn(server: LiveApp, email = uniqueEmail()) {
   const store = memoryStore();
   const ends: SessionEnd[] = [];
   const client = createGatehouseClient({ baseUrl: server.baseUrl, now: clock.now, storage: store, onSessionEnd: (end) => ends.push(end) });
-  const tokens = await client.login({ email, password: PASSWORD }).catch(() => client.register({ email, password: PASSWORD }));
+  const tokens = await client.login({ email, password: PASSWORD }).then(sessionOpened, () => client.register({ email, password: PASSWORD }));
   return { client, clock, store, ends, tokens, email };
 }
 

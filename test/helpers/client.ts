@@ -1,4 +1,4 @@
-import type { TokenStore, WebStorage } from '../../src/client/index.js';
+import { isMfaRequired, type MfaRequired, type TokenResponse, type TokenStore, type WebStorage } from '../../src/client/index.js';
 
 /** A clock a test moves by hand, for the client's `now` option: expiry without waiting. */
 export function manualClock(start = Date.now()): { now: () => number; advance: (ms: number) => void } {
@@ -106,4 +106,10 @@ export function asyncStore(): TokenStore & { value: string | undefined; calls: s
     },
   };
   return store;
+}
+
+/** A login's answer that must have opened a session (the user has no second factor). */
+export function sessionOpened(answer: TokenResponse | MfaRequired): TokenResponse {
+  if (isMfaRequired(answer)) throw new Error('the login asked for a second factor');
+  return answer;
 }
