@@ -4,15 +4,7 @@ import tap from 'tap';
 import { sharedListeners } from '../../src/db/listener.js';
 import { openTestDatabase } from '../helpers/databases.js';
 import { freePort } from '../helpers/servers.js';
-
-/** Waits until `check` holds; fails after `limitMs`. */
-async function until(limitMs: number, check: () => boolean, what: string): Promise<void> {
-  const started = performance.now();
-  while (!check()) {
-    if (performance.now() - started > limitMs) throw new Error(`${what}: not within ${limitMs} ms`);
-    await sleep(10);
-  }
-}
+import { until } from '../helpers/wait.js';
 
 tap.test('a first LISTEN that fails leaves nothing behind: the next subscriber tries again', async (t) => {
   const port = await freePort();
@@ -48,19 +40,19 @@ if (process.env.TEST_DATABASE_URL) {
     t.equal(await listening(), 1, 'one listening connection for both');
 
     for (let i = 0; i < 20; i++) await sql`select pg_notify('ch', ${String(i)})`;
-    await until(3000, () => second.length === 20, 'every notice reaches the second subscriber');
+    await until(() => second.length === 20, 3000, 'every notice reaches the second subscriber');
     t.same(first, second, 'both heard the same notices in the same order');
     t.ok(inOrder, 'each notice reached the first subscriber before the second');
 
     await sql`select pg_terminate_backend(pid) from pg_stat_activity where datname = current_database() and query ilike 'listen%'`;
-    await until(3000, () => reports.length === 4, 'the loss and the return reach both');
+    await until(() => reports.length === 4, 3000, 'the loss and the return reach both');
     t.same(reports, ['first down', 'second down', 'first up', 'second up']);
 
     // One leaves: the connection stays for the other; the last one out closes it.
     await stopFirst();
     await stopFirst();
     await sql`select pg_notify('ch', 'after')`;
-    await until(3000, () => second.includes('after'), 'the one left still hears');
+    await until(() => second.includes('after'), 3000, 'the one left still hears');
     t.notOk(first.includes('after'), 'the one gone hears nothing');
     await stopSecond();
     let left = await listening();
@@ -90,13 +82,13 @@ if (process.env.TEST_DATABASE_URL) {
     await sql`alter database ${sql(name)} allow_connections false`;
     t.teardown(() => sql`alter database ${sql(name)} allow_connections true`);
     await sql`select pg_terminate_backend(pid) from pg_stat_activity where datname = ${name} and query ilike 'listen%'`;
-    await until(3000, () => firstDown, 'the loss is reported');
+    await until(() => firstDown, 3000, 'the loss is reported');
 
     const late: string[] = [];
     await hub.listen('ch', () => {}, { onDown: () => late.push('down'), onUp: () => late.push('up') });
     t.same(late, ['down'], 'joining while down is told so at once');
     await sql`alter database ${sql(name)} allow_connections true`;
-    await until(5000, () => firstUp && late.length === 2, 'LISTEN is back');
+    await until(() => firstUp && late.length === 2, 5000, 'LISTEN is back');
     t.same(late, ['down', 'up']);
   });
 }

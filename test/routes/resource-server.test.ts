@@ -3,18 +3,10 @@ import { buildTestApp, eachDatabase, type Test } from '../helpers/app.js';
 import { adminToken } from '../helpers/admin.js';
 import { cleanEnv, runScript } from '../helpers/script.js';
 import { bearer, login, registerUser } from '../helpers/users.js';
+import { until } from '../helpers/wait.js';
 
 /** How long the resource server keeps the key set (its JWKS cache) in this test. */
 const JWKS_CACHE_MS = 1000;
-
-async function until(check: () => Promise<boolean>, ms: number): Promise<number> {
-  const started = Date.now();
-  while (!(await check())) {
-    if (Date.now() - started > ms) throw new Error(`not within ${ms} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  return Date.now() - started;
-}
 
 eachDatabase('a resource server knowing only the JWKS URL verifies tokens with jose, across a rotation and a revocation', async (t: Test, kind) => {
   const { app } = await buildTestApp(t, kind, { env: { JWT_ALG: 'ES256', JWT_ISSUER: 'https://id.example.test', JWT_AUDIENCE: 'notes-api' } });

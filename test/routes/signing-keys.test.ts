@@ -10,6 +10,7 @@ import { buildTestApp, eachDatabase, testConfig, type Test } from '../helpers/ap
 import { adminToken, type Actor } from '../helpers/admin.js';
 import { forgeToken, validClaims } from '../helpers/jwt.js';
 import { bearer, login, registerUser } from '../helpers/users.js';
+import { until } from '../helpers/wait.js';
 
 const ES256 = { JWT_ALG: 'ES256' };
 const encode = (value: unknown) => Buffer.from(JSON.stringify(value), 'utf8').toString('base64url');
@@ -25,16 +26,6 @@ async function jwks(app: FastifyInstance): Promise<PublicJwk[]> {
 
 function admin(app: FastifyInstance, who: Actor, method: 'GET' | 'POST', url: string, payload?: object) {
   return app.inject({ method, url: `/admin/signing-keys${url}`, headers: who.headers, ...(payload ? { payload } : {}) });
-}
-
-/** Waits (up to `ms`) until `check` holds; returns how long that took. */
-async function until(check: () => Promise<boolean>, ms: number): Promise<number> {
-  const started = Date.now();
-  while (!(await check())) {
-    if (Date.now() - started > ms) throw new Error(`not within ${ms} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-  return Date.now() - started;
 }
 
 eachDatabase('ES256: a key at first start, kid in every token, the JWKS and discovery published', async (t: Test, kind) => {
