@@ -101,7 +101,12 @@ tap.test('shared response shapes are named components, not copies', async (t) =>
   const document = committed();
   const schemaOf = (path: string, method: string, status: string) =>
     document.paths[path]?.[method]?.responses[status]?.content?.['application/json']?.schema;
-  t.same(schemaOf('/auth/login', 'post', '200'), { $ref: '#/components/schemas/TokenResponse' });
+  t.same(
+    schemaOf('/auth/login', 'post', '200'),
+    { anyOf: [{ $ref: '#/components/schemas/TokenResponse' }, { $ref: '#/components/schemas/MfaRequired' }] },
+    'a login answers tokens, or the second step for a user with a factor',
+  );
+  t.same(schemaOf('/auth/mfa/verify', 'post', '200'), { $ref: '#/components/schemas/TokenResponse' });
   t.same(schemaOf('/auth/refresh', 'post', '200'), { $ref: '#/components/schemas/TokenResponse' });
   t.same(schemaOf('/auth/register', 'post', '201'), { $ref: '#/components/schemas/RegisterResponse' });
   for (const { label, operation } of operationsOf(document)) {

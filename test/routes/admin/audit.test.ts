@@ -1,6 +1,7 @@
 import { AUDIT_EVENT_TYPES } from '../../../src/domain/audit.js';
 import { adminToken, userWithPermissions } from '../../helpers/admin.js';
 import { buildTestApp, eachDatabase } from '../../helpers/app.js';
+import { enrolTotp, mfaTokenFor } from '../../helpers/mfa.js';
 import { startSmtpServer, tokenFrom } from '../../helpers/smtp.js';
 import { PASSWORD, bearer, login, post, registerUser, uniqueEmail } from '../../helpers/users.js';
 
@@ -56,6 +57,30 @@ eachDatabase('every kind of security event lands in the audit log once, and neve
   const [next, spare] = [await newKey(), await newKey()]; // signing_key_created (twice)
   await app.inject({ method: 'POST', url: `/admin/signing-keys/${next}/activate`, headers: admin.headers, payload: { force: true } }); // signing_key_activated
   await app.inject({ method: 'POST', url: `/admin/signing-keys/${spare}/revoke`, headers: admin.headers }); // signing_key_revoked
+
+  // Two-factor events, on a user of their own.
+  const holder = await registerUser(app);
+  const enrolled = await enrolTotp(app, holder.accessToken); // mfa_enrolled
+  const aal2 = bearer(enrolled.accessToken);
+  const renewed = await post(app, '/auth/mfa/recovery-codes', undefined, aal2); // recovery_codes_regenerated
+  t.equal(renewed.statusCode, 200);
+  const [recoveryCode] = renewed.json<{ recoveryCodes: string[] }>().recoveryCodes;
+  const viaRecovery = await post(app, '/auth/mfa/verify', { mfaToken: await mfaTokenFor(app, holder.email, holder.password), method: 'recovery_code', code: recoveryCode });
+  t.equal(viaRecovery.statusCode, 200); // recovery_code_used
+  t.equal((await post(app, '/auth/reauthenticate', { password: holder.password }, aal2)).statusCode, 200); // reauthenticated
+  // Wrong codes until the second step locks: each refused code is one mfa_failed, the lock one mfa_locked.
+  let wrongCodes = 0;
+  let mfaToken = await mfaTokenFor(app, holder.email, holder.password);
+  for (let attempt = 0; attempt < 20; attempt++) {
+    if (attempt > 0 && attempt % 5 === 0) mfaToken = await mfaTokenFor(app, holder.email, holder.password); // 5 codes per mfaToken
+    const res = await post(app, '/auth/mfa/verify', { mfaToken, method: 'totp', code: await enrolled.authenticator.wrong() });
+    if (res.statusCode === 429) break;
+    t.equal(res.json<{ code: string }>().code, 'mfa_code_invalid');
+    wrongCodes++;
+  }
+  t.equal((await app.inject({ method: 'DELETE', url: `/admin/users/${holder.user.id}/mfa`, headers: admin.headers })).statusCode, 204); // mfa_reset
+  const again = await enrolTotp(app, (await login(app, holder.email, holder.password)).accessToken); // mfa_enrolled (second)
+  t.equal((await app.inject({ method: 'DELETE', url: '/auth/mfa/totp', headers: bearer(again.accessToken) })).statusCode, 204); // mfa_disabled
   await app.gatehouse.background.idle();
 
   const events: Event[] = [];
@@ -71,7 +96,13 @@ eachDatabase('every kind of security event lands in the audit log once, and neve
 
   const about = (type: string) => events.filter((e) => e.type === type && (e.userId === id || e.detail.email === victim));
   const expected: Record<string, number> = { login_failed: 2, login_succeeded: 2, logout: 1, signing_key_created: 2 };
+  const twoFactor: Record<string, number> = { mfa_enrolled: 2, mfa_failed: wrongCodes };
   for (const type of AUDIT_EVENT_TYPES) {
+    if (type.startsWith('mfa_') || type.startsWith('recovery_code') || type === 'reauthenticated') {
+      const count = events.filter((e) => e.type === type && e.userId === holder.user.id).length;
+      t.equal(count, twoFactor[type] ?? 1, `${type} recorded ${twoFactor[type] ?? 1} time(s)`);
+      continue;
+    }
     // About no user: counted over the whole log.
     if (type === 'role_permissions_changed' || type.startsWith('signing_key_')) {
       t.equal(events.filter((e) => e.type === type).length, expected[type] ?? 1, type);
@@ -85,7 +116,7 @@ eachDatabase('every kind of security event lands in the audit log once, and neve
   t.same(about('role_assigned')[0]!.detail, { role: 'admin' });
 
   const text = JSON.stringify(events);
-  for (const secret of [PASSWORD, 'a changed passphrase', 'a reset passphrase!', reset, third.refreshToken!, config.jwtSecret]) {
+  for (const secret of [PASSWORD, 'a changed passphrase', 'a reset passphrase!', reset, third.refreshToken!, config.jwtSecret, enrolled.authenticator.secret, recoveryCode!]) {
     t.notOk(text.includes(secret), 'no secret in the audit log');
   }
   t.notMatch(text, /\$2[aby]\$/, 'no hash in the audit log');
