@@ -646,6 +646,8 @@ async function main(): Promise<number> {
     DATA_DIR: dataDir,
     JWT_SECRET: randomBytes(32).toString('base64url'),
     PASSWORD_PEPPER: pepper,
+    // Production requires the key ring for secrets at rest (TOTP secrets, signing keys).
+    ENCRYPTION_KEYS: `bench:${randomBytes(32).toString('base64')}`,
     BCRYPT_COST: String(options.bcryptCost),
     // The whole run must fit in one access token's lifetime.
     ACCESS_TOKEN_TTL: '2h',
