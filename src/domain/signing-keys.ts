@@ -7,6 +7,15 @@ import { signingKeys, type SigningKeyRow } from '../db/schema.js';
 import { problem } from '../errors.js';
 import type { KeyRing } from '../lib/encryption.js';
 import { ACCESS_CHANNEL } from './access-cache.js';
+import type { Tx } from './users.js';
+
+// Activations and revocations one at a time: two keys activated at once would each retire the
+// current key as their snapshot saw it and both become current (the unique index then answers a 500).
+const KEY_CHANGE_LOCK = 4_718_201_341;
+
+async function lockKeyChanges(tx: Tx): Promise<void> {
+  await tx.execute(sql`select pg_advisory_xact_lock(${KEY_CHANGE_LOCK})`);
+}
 import { deriveKey } from './tokens.js';
 
 export type SigningAlg = Exclude<JwtAlg, 'HS256'>;
@@ -226,6 +235,7 @@ export class SigningKeys {
   async activate(kid: string, { force = false }: { force?: boolean } = {}): Promise<SigningKeyView> {
     this.assertManaged();
     const activated = await this.database.db.transaction(async (tx) => {
+      await lockKeyChanges(tx);
       const [key] = await tx.select().from(signingKeys).where(eq(signingKeys.kid, kid)).for('update');
       if (!key) throw problem('not_found', `No signing key ${kid}.`);
       if (key.status === 'revoked') throw problem('signing_key_revoked', 'A revoked key cannot sign again: create a new one.');
@@ -249,6 +259,7 @@ export class SigningKeys {
     this.assertManaged();
     // Locked like activate(), so a key cannot be made current and revoked at once.
     const revoked = await this.database.db.transaction(async (tx) => {
+      await lockKeyChanges(tx);
       const [key] = await tx.select().from(signingKeys).where(eq(signingKeys.kid, kid)).for('update');
       if (!key) throw problem('not_found', `No signing key ${kid}.`);
       if (key.status === 'current') throw problem('signing_key_current', 'The current key cannot be revoked: activate another key first.');
