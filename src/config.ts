@@ -35,7 +35,7 @@ export const EnvSchema = Type.Object({
   ENCRYPTION_KEYS: Type.Optional(Type.String({ minLength: 1, description: 'id:base64key,...: the first encrypts, all decrypt' })),
   JWT_ISSUER: Type.String({ minLength: 1, default: 'gatehouse' }),
   JWT_AUDIENCE: Type.String({ minLength: 1, default: 'gatehouse' }),
-  JWT_ALG: Type.Union(['ES256', 'EdDSA', 'RS256', 'HS256'].map((a) => Type.Literal(a)), { default: 'HS256', description: 'HS256 signs with JWT_SECRET and publishes nothing; the others sign with keys from signing_keys' }),
+  JWT_ALG: Type.Union(['ES256', 'EdDSA', 'RS256', 'HS256'].map((a) => Type.Literal(a)), { default: 'ES256', description: 'ES256 (the default), EdDSA and RS256 sign with published keys from signing_keys; HS256 signs with JWT_SECRET and publishes nothing' }),
   JWT_PRIVATE_KEYS: Type.Optional(Type.String({ minLength: 2, description: 'a JSON array of private JWKs kept outside the database: the first signs, all verify' })),
   JWKS_MAX_AGE: Type.String({ ...Duration, default: '300s' }),
   ACCESS_TOKEN_TTL: Type.String({ ...Duration, default: '15m' }),

@@ -99,6 +99,8 @@ type Sign = (payload: Record<string, unknown>) => string;
 
 interface LoadedKey {
   view: SigningKeyView;
+  /** The key as fast-jwt takes it (PEM, or the HMAC secret). */
+  key: string;
   verify: Verify;
   verifyIgnoringExpiry: Verify;
 }
@@ -126,7 +128,7 @@ function headerOf(token: string): Record<string, unknown> {
 export class SigningKeys {
   private keys = new Map<string, LoadedKey>();
   private signer?: { kid: string; sign: Sign };
-  private readonly hmac: { kid: string; sign: Sign; verify: Verify; verifyIgnoringExpiry: Verify };
+  private readonly hmac: { kid: string; key: string; sign: Sign; verify: Verify; verifyIgnoringExpiry: Verify };
   /** Seconds since the epoch: HS256 tokens expiring later are refused (Infinity under JWT_ALG=HS256). */
   private hmacUntil = Number.POSITIVE_INFINITY;
   private readonly changeListeners = new Set<() => void>();
@@ -143,7 +145,7 @@ export class SigningKeys {
     const secret = config.jwtSecret;
     // Not published; only tells a token signed with the secret from one naming an unknown key.
     const kid = deriveKey(secret, 'jwt-kid').subarray(0, 16).toString('base64url');
-    this.hmac = { kid, sign: this.signerFor(secret, 'HS256', kid), ...this.verifiersFor(secret, 'HS256') };
+    this.hmac = { kid, key: secret, sign: this.signerFor(secret, 'HS256', kid), ...this.verifiersFor(secret, 'HS256') };
   }
 
   /** Whether keys are kept in signing_keys (and so may be rotated through the admin API). */
@@ -206,6 +208,25 @@ export class SigningKeys {
     const key = typeof kid === 'string' ? this.keys.get(kid) : undefined;
     if (!key) throw new Error('unknown kid');
     return (ignoreExpiration ? key.verifyIgnoringExpiry : key.verify)(token);
+  }
+
+  /**
+   * The key that verifies a token with this header and payload, for verifiers other than verify()
+   * (@fastify/jwt's request.jwtVerify() in host routes): the same choice by kid, with the same pins
+   * (the header's alg must be the key's own; no key-bearing header; JWT_SECRET tokens only within
+   * their window). Throws otherwise.
+   */
+  verificationKey({ header, payload }: { header: Record<string, unknown>; payload: unknown }): string {
+    if (KEY_BEARING_HEADERS.some((name) => name in header)) throw new Error('the token names its own key');
+    const { kid, alg } = header;
+    if (alg === 'HS256' && (kid === undefined || kid === this.hmac.kid)) {
+      const { exp } = (payload ?? {}) as { exp?: unknown };
+      if (typeof exp !== 'number' || exp > this.hmacUntil) throw new Error('tokens signed with JWT_SECRET are no longer accepted');
+      return this.hmac.key;
+    }
+    const key = typeof kid === 'string' ? this.keys.get(kid) : undefined;
+    if (!key || key.view.alg !== alg) throw new Error('unknown kid');
+    return key.key;
   }
 
   /** The published key set: next, current and retired keys (nothing under HS256). */
@@ -282,7 +303,8 @@ export class SigningKeys {
     const keys = new Map<string, LoadedKey>();
     let signer: SigningKeys['signer'];
     for (const row of rows) {
-      keys.set(row.kid, { view: viewOf(row), ...this.verifiersFor(pemOf(row.publicJwk, 'public'), row.alg) });
+      const key = pemOf(row.publicJwk, 'public');
+      keys.set(row.kid, { view: viewOf(row), key, ...this.verifiersFor(key, row.alg) });
       if (row.status === 'current') {
         const { plaintext } = this.keyRing.open(row.privateKey, `signing-key:${row.kid}`);
         signer = { kid: row.kid, sign: this.signerFor(pemOf(JSON.parse(plaintext) as JsonWebKey, 'private'), row.alg, row.kid) };
@@ -303,7 +325,8 @@ export class SigningKeys {
       const alg = publicJwk.alg as SigningAlg;
       const status = index === 0 ? 'current' : 'retired';
       const view: SigningKeyView = { kid: kid!, alg, status, publicJwk, createdAt: now, activatedAt: index === 0 ? now : null, retiredAt: null, revokedAt: null };
-      keys.set(kid!, { view, ...this.verifiersFor(pemOf(jwk, 'public'), alg) });
+      const key = pemOf(jwk, 'public');
+      keys.set(kid!, { view, key, ...this.verifiersFor(key, alg) });
       if (index === 0) signer = { kid: kid!, sign: this.signerFor(pemOf(jwk, 'private'), alg, kid!) };
     }
     this.apply(keys, signer, now.getTime());

@@ -1,5 +1,5 @@
 import cookie from '@fastify/cookie';
-import jwt from '@fastify/jwt';
+import jwt, { type TokenOrHeader } from '@fastify/jwt';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { unauthorized } from '../errors.js';
@@ -79,13 +79,23 @@ export const authPlugin = fp(
   async (app: FastifyInstance, { gatehouse }: { gatehouse: GatehouseServices }) => {
     const { config, access, signingKeys } = gatehouse;
     await app.register(cookie);
+    // request.jwtVerify() in a host's routes checks Gatehouse tokens with Gatehouse's own key set
+    // (each key pinned to its algorithm). No private key: a host cannot mint Gatehouse tokens.
     await app.register(jwt, {
-      secret: config.jwtSecret,
-      // @fastify/jwt reads a number as seconds (and converts it for fast-jwt itself).
-      sign: { algorithm: 'HS256', iss: config.jwtIssuer, aud: config.jwtAudience, expiresIn: config.accessTokenTtl },
+      secret: {
+        public: async (_request: FastifyRequest, decoded: TokenOrHeader) => {
+          try {
+            return signingKeys.verificationKey(decoded as { header: Record<string, unknown>; payload: unknown });
+          } catch {
+            throw unauthorized('token_invalid', 'The access token is not valid.');
+          }
+        },
+      },
+      // The key is chosen from the header (kid, alg): the key callback needs the whole token.
+      decode: { complete: true },
       // fast-jwt checks iss, aud and exp only when present: a token without them must not pass.
       verify: {
-        algorithms: ['HS256'],
+        algorithms: ['ES256', 'EdDSA', 'RS256', 'HS256'],
         allowedIss: config.jwtIssuer,
         allowedAud: config.jwtAudience,
         requiredClaims: ['iss', 'aud', 'exp'],

@@ -1,3 +1,4 @@
+import { createHmac, createPublicKey } from 'node:crypto';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify';
 import { buildApp } from '../../src/app.js';
 import { createPermission } from '../../src/domain/roles.js';
@@ -7,8 +8,9 @@ import { errorsPlugin } from '../../src/plugins/errors.js';
 import { userWithPermissions, userWithRoles } from '../helpers/admin.js';
 import { eachDatabase, testConfig, type Test } from '../helpers/app.js';
 import { openTestDatabase, type DatabaseKind } from '../helpers/databases.js';
+import { claimsOf, forgeToken, validClaims } from '../helpers/jwt.js';
 import { assertProblem } from '../helpers/problems.js';
-import { bearer } from '../helpers/users.js';
+import { bearer, registerUser } from '../helpers/users.js';
 
 const whoCalls = async (request: FastifyRequest) => ({ userId: request.principal?.userId ?? null });
 
@@ -218,4 +220,42 @@ eachDatabase('a rule a later onRoute hook of the host adds to a route is enforce
   assertProblem(t, await app.inject({ url: '/staff/list' }), 401, 'token_missing', 'anonymous');
   const plain = await userWithRoles(app, ['user']);
   assertProblem(t, await app.inject({ url: '/staff/list', headers: plain.headers }), 403, 'permission_denied', 'without the role');
+});
+
+eachDatabase("request.jwtVerify() in a host route checks Gatehouse's tokens with Gatehouse's keys, each pinned to its algorithm", async (t, kind) => {
+  const app = await hostApp(t, kind, {
+    after: (root) => {
+      root.get('/host/claims', { config: { public: true } }, async (request) => {
+        const claims = await request.jwtVerify<{ sub: string }>();
+        return { sub: claims.sub };
+      });
+    },
+  });
+  await app.ready();
+  const user = await registerUser(app);
+  const verified = await app.inject({ url: '/host/claims', headers: bearer(user.accessToken) });
+  t.equal(verified.statusCode, 200, verified.body);
+  t.equal(verified.json<{ sub: string }>().sub, user.user.id, 'a token Gatehouse issued (ES256, the default) passes');
+
+  const [published] = (await app.inject({ url: '/.well-known/jwks.json' })).json<{ keys: Record<string, string>[] }>().keys;
+  const publicPem = createPublicKey({ key: published!, format: 'jwk' }).export({ type: 'spki', format: 'pem' }).toString();
+  const payload = validClaims(claimsOf(user.accessToken));
+  const encode = (value: unknown) => Buffer.from(JSON.stringify(value), 'utf8').toString('base64url');
+  const hmacSigned = (header: object, secret: string) => {
+    const input = `${encode(header)}.${encode(payload)}`;
+    return `${input}.${createHmac('sha256', secret).update(input).digest('base64url')}`;
+  };
+  const forged = {
+    'HS256 signed with the public key, naming its kid': hmacSigned({ alg: 'HS256', typ: 'JWT', kid: published!.kid }, publicPem),
+    'alg none': forgeToken(payload, { alg: 'none' }),
+    'an unknown kid': hmacSigned({ alg: 'HS256', typ: 'JWT', kid: 'not-a-key' }, testConfig().jwtSecret),
+    'a jku header': hmacSigned({ alg: 'HS256', typ: 'JWT', jku: 'https://attacker.example/jwks.json' }, testConfig().jwtSecret),
+    'JWT_SECRET, expiring after the switch window': forgeToken({ ...payload, exp: (payload.exp as number) + 3600 }),
+  };
+  for (const [name, token] of Object.entries(forged)) {
+    const res = await app.inject({ url: '/host/claims', headers: bearer(token) });
+    t.equal(res.statusCode, 401, name);
+    t.match(res.headers['content-type'], /^application\/problem\+json/, name);
+  }
+  t.equal((await app.inject({ url: '/host/claims', headers: bearer(forgeToken(payload)) })).statusCode, 200, 'JWT_SECRET within the window of a switch, as Gatehouse accepts it');
 });

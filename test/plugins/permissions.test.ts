@@ -157,11 +157,10 @@ const ADMIN_ROUTES: { method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE'; route
   { method: 'POST', route: '/admin/permissions', url: '/admin/permissions', payload: { name: 'read' }, permission: 'roles:write', allowed: 409 },
   { method: 'DELETE', route: '/admin/permissions/:name', url: '/admin/permissions/nope', permission: 'roles:write', allowed: 404 },
   { method: 'GET', route: '/admin/audit', url: '/admin/audit', permission: 'audit:read', allowed: 200 },
-  // JWT_ALG=HS256 here: there are no keys to change (409 signing_keys_unmanaged).
   { method: 'GET', route: '/admin/signing-keys', url: '/admin/signing-keys', permission: 'keys:manage', allowed: 200 },
-  { method: 'POST', route: '/admin/signing-keys', url: '/admin/signing-keys', payload: {}, permission: 'keys:manage', allowed: 409 },
-  { method: 'POST', route: '/admin/signing-keys/:kid/activate', url: '/admin/signing-keys/nope/activate', payload: {}, permission: 'keys:manage', allowed: 409 },
-  { method: 'POST', route: '/admin/signing-keys/:kid/revoke', url: '/admin/signing-keys/nope/revoke', payload: {}, permission: 'keys:manage', allowed: 409 },
+  { method: 'POST', route: '/admin/signing-keys', url: '/admin/signing-keys', payload: {}, permission: 'keys:manage', allowed: 201 },
+  { method: 'POST', route: '/admin/signing-keys/:kid/activate', url: '/admin/signing-keys/nope/activate', payload: {}, permission: 'keys:manage', allowed: 404 },
+  { method: 'POST', route: '/admin/signing-keys/:kid/revoke', url: '/admin/signing-keys/nope/revoke', payload: {}, permission: 'keys:manage', allowed: 404 },
 ];
 
 eachDatabase('every admin route needs its own permission: a plain user is refused, an admin is not', async (t, kind) => {

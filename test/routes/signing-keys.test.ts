@@ -13,6 +13,7 @@ import { bearer, login, registerUser } from '../helpers/users.js';
 import { until } from '../helpers/wait.js';
 
 const ES256 = { JWT_ALG: 'ES256' };
+const HS256 = { JWT_ALG: 'HS256' };
 const encode = (value: unknown) => Buffer.from(JSON.stringify(value), 'utf8').toString('base64url');
 const headerOf = (token: string) => JSON.parse(Buffer.from(token.split('.')[0]!, 'base64url').toString('utf8')) as Record<string, unknown>;
 
@@ -107,7 +108,7 @@ eachDatabase('forged tokens are 401 token_invalid: alg confusion, alg none, a fo
 });
 
 eachDatabase('HS256 -> ES256: tokens issued before the switch keep working until they expire', async (t: Test, kind) => {
-  const hsApp = await buildTestApp(t, kind);
+  const hsApp = await buildTestApp(t, kind, { env: HS256 });
   const user = await registerUser(hsApp.app);
   t.equal(headerOf(user.accessToken).alg, 'HS256');
   t.type(headerOf(user.accessToken).kid, 'string', 'HS256 tokens carry a kid too');
@@ -205,7 +206,7 @@ eachDatabase('rotation: create (next, published), activate (409 too early, force
 });
 
 eachDatabase('HS256 and JWT_PRIVATE_KEYS: nothing to rotate through the API', async (t: Test, kind) => {
-  const hs = await buildTestApp(t, kind);
+  const hs = await buildTestApp(t, kind, { env: HS256 });
   const root = await adminToken(hs.app);
   t.same((await admin(hs.app, root, 'GET', '')).json(), { items: [] });
   const refused = await admin(hs.app, root, 'POST', '');
@@ -252,7 +253,7 @@ tap.test('keys: thumbprints as RFC 7638 computes them, unsupported keys and JWT_
     t.throws(() => testConfig({ JWT_PRIVATE_KEYS: '[]' }), /non-empty array/);
     t.throws(() => testConfig({ JWT_PRIVATE_KEYS: JSON.stringify([{ kty: 'EC' }]) }), /each with its "d"/);
     t.equal(testConfig({ JWKS_MAX_AGE: '10m' }).jwksMaxAge, 600);
-    t.equal(testConfig().jwtAlg, 'HS256', 'HS256 stays the default');
+    t.equal(testConfig().jwtAlg, 'ES256', 'ES256 is the default');
   });
 
 tap.test('in plugin mode under a prefix, the well-known documents are under it and jwks_uri says so', async (t) => {
