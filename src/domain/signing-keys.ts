@@ -1,5 +1,5 @@
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, randomUUID, type JsonWebKey } from 'node:crypto';
-import { eq, ne, sql } from 'drizzle-orm';
+import { and, eq, ne, sql } from 'drizzle-orm';
 import { createSigner, createVerifier } from 'fast-jwt';
 import type { Config, JwtAlg } from '../config.js';
 import type { Database } from '../db/client.js';
@@ -306,12 +306,33 @@ export class SigningKeys {
       const key = pemOf(row.publicJwk, 'public');
       keys.set(row.kid, { view: viewOf(row), key, ...this.verifiersFor(key, row.alg) });
       if (row.status === 'current') {
-        const { plaintext } = this.keyRing.open(row.privateKey, `signing-key:${row.kid}`);
+        const plaintext = await this.openPrivateKey(row);
         signer = { kid: row.kid, sign: this.signerFor(pemOf(JSON.parse(plaintext) as JsonWebKey, 'private'), row.alg, row.kid) };
+      } else {
+        // A key that may sign later is kept readable too; one that cannot be opened is only said.
+        await this.openPrivateKey(row).catch((err: unknown) => this.log?.warn(`signing key ${row.kid}: ${(err as Error).message}`));
       }
     }
     const first = Math.min(...rows.map((row) => row.createdAt.getTime()));
     this.apply(keys, signer, Number.isFinite(first) ? first : Date.now());
+  }
+
+  /**
+   * The private JWK of a stored key. One sealed under an older ENCRYPTION_KEYS entry is sealed again
+   * under the first, so the old entry can be dropped once every instance has started with the new
+   * ring (compare-and-set: instances loading at once write one of their equivalent seals).
+   */
+  private async openPrivateKey(row: SigningKeyRow): Promise<string> {
+    const context = `signing-key:${row.kid}`;
+    const { plaintext, stale } = this.keyRing.open(row.privateKey, context);
+    if (stale) {
+      await this.database.db
+        .update(signingKeys)
+        .set({ privateKey: this.keyRing.seal(plaintext, context) })
+        .where(and(eq(signingKeys.kid, row.kid), eq(signingKeys.privateKey, row.privateKey)));
+      this.log?.info(`signing key ${row.kid} sealed again under the first ENCRYPTION_KEYS entry`);
+    }
+    return plaintext;
   }
 
   /** JWT_PRIVATE_KEYS: the first key signs, the others verify; all are published. */

@@ -318,3 +318,23 @@ eachDatabase('parallel rotations: keys activated and revoked at once leave exact
     Object.assign(root, await adminToken(app));
   }
 });
+
+eachDatabase('ENCRYPTION_KEYS rotation: keys sealed under the old entry are sealed again under the new one at start, and keep signing', async (t: Test, kind) => {
+  const OLD = 'old:dGVzdC1lbmNyeXB0aW9uLWtleS0wMTIzNDU2Nzg5YWI=';
+  const NEW = `new:${Buffer.alloc(32, 7).toString('base64')}`;
+  const before = await buildTestApp(t, kind, { env: { ...ES256, ENCRYPTION_KEYS: OLD } });
+  const root = await adminToken(before.app);
+  t.equal((await admin(before.app, root, 'POST', '', {})).statusCode, 201, 'a next key as well as the current one');
+  const user = await registerUser(before.app);
+  const sealedUnder = async () => (await before.database.db.select().from(signingKeys)).map((row) => row.privateKey.split('.')[0]).sort();
+  t.same(await sealedUnder(), ['old', 'old']);
+
+  const after = await buildTestApp(t, kind, { env: { ...ES256, ENCRYPTION_KEYS: `${NEW},${OLD}` }, database: before.database });
+  t.same(await sealedUnder(), ['new', 'new'], 'both keys sealed again under the first entry');
+  t.equal((await me(after.app, user.accessToken)).statusCode, 200, 'tokens of before still verify');
+  // Only the new entry left: the keys open, sign and verify.
+  const newOnly = await buildTestApp(t, kind, { env: { ...ES256, ENCRYPTION_KEYS: NEW }, database: before.database });
+  const fresh = await login(newOnly.app, user.email);
+  t.equal((await me(newOnly.app, fresh.accessToken)).statusCode, 200);
+  t.equal((await me(newOnly.app, user.accessToken)).statusCode, 200);
+});
