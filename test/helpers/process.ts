@@ -65,8 +65,10 @@ export async function migratedDataDir(t: Test): Promise<string> {
  */
 export function childNode(file: string, args: string[], env: NodeJS.ProcessEnv, coverage: boolean): { args: string[]; env: NodeJS.ProcessEnv } {
   if (coverage) return { args: [...process.execArgv, file, ...args], env };
-  const { NODE_OPTIONS: _, ...outside } = env;
-  return { args: ['--import', 'tsx', file, ...args], env: outside };
+  // tap's processinfo puts itself back into every child's NODE_OPTIONS; only this turns its coverage
+  // off. A tsx child's coverage would otherwise be merged with ts-node's of the same files: V8
+  // ranges of one compilation read through the other's source map, which under-reported whole files.
+  return { args: ['--import', 'tsx', file, ...args], env: { ...env, _TAPJS_PROCESSINFO_COVERAGE_: '0' } };
 }
 
 /**
