@@ -70,6 +70,12 @@ export const EnvSchema = Type.Object({
   MFA_REQUIRED_PERMISSIONS: Type.String({ default: '', description: 'comma-separated permissions whose routes need aal2 from users with a second factor' }),
   MFA_ENFORCE_FOR_ROLES: Type.String({ default: '', description: 'comma-separated roles that must enrol a second factor to use permission-guarded routes' }),
   TOTP_ISSUER: Type.String({ minLength: 1, maxLength: 64, default: 'Gatehouse' }),
+  WEBAUTHN_RP_ID: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9.-]+$', description: 'default: the host of APP_URL' })),
+  WEBAUTHN_RP_NAME: Type.String({ minLength: 1, maxLength: 64, default: 'Gatehouse' }),
+  WEBAUTHN_ORIGINS: Type.Optional(Type.String({ description: "comma list of origins passkeys may be used on; default: APP_URL's origin" })),
+  WEBAUTHN_CHALLENGE_TTL: Type.String({ ...Duration, default: '5m' }),
+  PASSKEYS_MAX_PER_USER: Type.String({ pattern: '^\\d{1,3}$', default: '10' }),
+  PASSKEY_COUNTS_AS_MFA: Bool('true'),
   SHUTDOWN_TIMEOUT: Type.String({ ...Duration, default: '10s' }),
   ADMIN_EMAIL: Type.Optional(Type.String()),
   ADMIN_PASSWORD: Type.Optional(Type.String()),
@@ -145,6 +151,11 @@ export interface Config {
   mfaEnforceForRoles: string[];
   /** The issuer authenticator apps show beside the account (otpauth URI). */
   totpIssuer: string;
+  /** Passkeys: the relying party (a registrable domain), the origins its pages are served from, and how long a ceremony may take (seconds). */
+  webauthn: { rpId: string; rpName: string; origins: string[]; challengeTtl: number };
+  passkeysMaxPerUser: number;
+  /** A passkey sign-in with user verification is aal2 on its own, and a passkey is a second factor after a password. */
+  passkeyCountsAsMfa: boolean;
   /** Longest a SIGTERM/SIGINT shutdown takes (requests in flight, then the database and the mailer) before the process exits 0 anyway, in seconds. */
   shutdownTimeout: number;
 }
@@ -259,6 +270,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, warn: (msg: str
     mfaRequiredPermissions: list(e.MFA_REQUIRED_PERMISSIONS),
     mfaEnforceForRoles: list(e.MFA_ENFORCE_FOR_ROLES),
     totpIssuer: e.TOTP_ISSUER,
+    webauthn: webauthnSettings(e),
+    passkeysMaxPerUser: Math.max(1, Number(e.PASSKEYS_MAX_PER_USER)),
+    passkeyCountsAsMfa: isTrue(e.PASSKEY_COUNTS_AS_MFA),
     shutdownTimeout: atLeastOneSecond('SHUTDOWN_TIMEOUT'),
     admin: e.ADMIN_EMAIL && e.ADMIN_PASSWORD ? { email: e.ADMIN_EMAIL, password: e.ADMIN_PASSWORD } : undefined,
   };
@@ -276,6 +290,22 @@ function mailTransport(chosen: Env['MAIL_TRANSPORT'], smtpUrl: string | undefine
     throw new ConfigError('SMTP_URL is required when NODE_ENV=production (or set MAIL_TRANSPORT=log to log mails, without their links, instead of sending them)');
   }
   return 'log';
+}
+
+/**
+ * The relying party of passkeys: by default the front end's host (APP_URL), used from its origin.
+ * A browser refuses an RP ID that is not the page's host or a registrable suffix of it.
+ */
+function webauthnSettings(e: Env): Config['webauthn'] {
+  const appUrl = new URL(e.APP_URL);
+  const origins = e.WEBAUTHN_ORIGINS === undefined ? [appUrl.origin] : list(e.WEBAUTHN_ORIGINS).map((o) => o.replace(/\/+$/, ''));
+  for (const origin of origins) {
+    if (!/^https?:\/\/[^/?#]+$/.test(origin)) throw new ConfigError(`Invalid environment variable WEBAUTHN_ORIGINS: ${JSON.stringify(origin)} is not an origin (scheme://host[:port])`);
+  }
+  if (origins.length === 0) throw new ConfigError('Invalid environment variable WEBAUTHN_ORIGINS: no origin given');
+  const seconds = parseDuration(e.WEBAUTHN_CHALLENGE_TTL);
+  if (!seconds) throw new ConfigError('Invalid environment variable WEBAUTHN_CHALLENGE_TTL: must be at least 1 second');
+  return { rpId: (e.WEBAUTHN_RP_ID ?? appUrl.hostname).toLowerCase(), rpName: e.WEBAUTHN_RP_NAME, origins, challengeTtl: seconds };
 }
 
 /** The address a client on this machine reaches the server at: a wildcard HOST listens on 127.0.0.1 too. */

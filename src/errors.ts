@@ -32,6 +32,14 @@ export const PROBLEMS = {
   mfa_code_invalid: { status: 401, title: 'Invalid code' },
   mfa_already_enrolled: { status: 409, title: 'Authenticator already enrolled' },
   mfa_not_enrolled: { status: 409, title: 'No authenticator enrolled' },
+  // A WebAuthn challenge that is unknown, expired or used (each works once): ask for new options.
+  webauthn_challenge_invalid: { status: 400, title: 'Invalid WebAuthn challenge' },
+  // A registration the server cannot accept: wrong origin or RP ID, bad signature, no user verification.
+  webauthn_verification_failed: { status: 400, title: 'WebAuthn verification failed' },
+  // A passkey sign-in refused: unknown credential, disabled user, wrong origin, bad signature or counter.
+  passkey_invalid: { status: 401, title: 'Invalid passkey' },
+  passkey_limit_reached: { status: 409, title: 'Too many passkeys' },
+  passkey_exists: { status: 409, title: 'Passkey already registered' },
   not_found: { status: 404, title: 'Not found' },
   method_not_allowed: { status: 405, title: 'Method not allowed' },
   email_taken: { status: 409, title: 'Email already registered' },

@@ -18,6 +18,7 @@ import { wellKnownRoutes } from './routes/well-known.js';
 import { AdminUserSchema, PermissionSchema, RoleSchema } from './schemas/admin.js';
 import { AuditEventSchema } from './schemas/audit.js';
 import { MfaRequiredSchema } from './schemas/mfa.js';
+import { PasskeySchema } from './schemas/passkeys.js';
 import { ProblemSchema } from './schemas/problem.js';
 import { SessionSchema } from './schemas/session.js';
 import { RegisterResponseSchema, TokenResponseSchema } from './schemas/tokens.js';
@@ -95,7 +96,7 @@ export const gatehousePlugin = fp(
     }
     app.decorate('gatehouse', gatehouse);
     // Shared schemas live at the top so the OpenAPI document can name them as components.
-    const shared = [ProblemSchema, UserSchema, TokenResponseSchema, RegisterResponseSchema, MfaRequiredSchema, SessionSchema, AdminUserSchema, RoleSchema, PermissionSchema, AuditEventSchema];
+    const shared = [ProblemSchema, UserSchema, TokenResponseSchema, RegisterResponseSchema, MfaRequiredSchema, SessionSchema, PasskeySchema, AdminUserSchema, RoleSchema, PermissionSchema, AuditEventSchema];
     for (const schema of shared) {
       if (!app.getSchema(schema.$id!)) app.addSchema(schema);
     }

@@ -213,6 +213,54 @@ export const mfaAttempts = pgTable('mfa_attempts', {
 });
 
 /**
+ * A user's passkeys (WebAuthn credentials). The public key is not secret; the credential id is
+ * unique across users, which is how a usernameless sign-in finds its user.
+ */
+export const passkeys = pgTable(
+  'passkeys',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    userId: uuid('user_id')
+      .notNull()
+      .references(() => users.id, { onDelete: 'cascade' }),
+    /** base64url, as the browser reports it. */
+    credentialId: text('credential_id').notNull(),
+    /** The COSE public key, base64url. */
+    publicKey: text('public_key').notNull(),
+    /** The signature counter last seen: an assertion must report more (unless the authenticator always says 0). */
+    counter: bigint('counter', { mode: 'number' }).notNull().default(0),
+    transports: text('transports').array().notNull().default(sql`'{}'::text[]`),
+    name: text('name').notNull(),
+    /** The opaque user handle the authenticator keeps with the credential (base64url of random bytes, never the email): one per user. */
+    userHandle: text('user_handle').notNull(),
+    backedUp: boolean('backed_up').notNull().default(false),
+    createdAt: createdAt(),
+    lastUsedAt: timestamp('last_used_at', { withTimezone: true }),
+  },
+  (t) => [uniqueIndex('passkeys_credential_id_key').on(t.credentialId), index('passkeys_user_id_idx').on(t.userId)],
+);
+
+/**
+ * A WebAuthn ceremony under way: the challenge the authenticator must sign. Single use: it is
+ * deleted as it is checked (DELETE ... RETURNING), so of two requests with it only one gets it.
+ */
+export const webauthnChallenges = pgTable(
+  'webauthn_challenges',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    purpose: text('purpose', { enum: ['registration', 'authentication'] }).notNull(),
+    challenge: text('challenge').notNull(),
+    /** Whose ceremony: the registering user, or the user of a login's second step; null for a usernameless sign-in. */
+    userId: uuid('user_id').references(() => users.id, { onDelete: 'cascade' }),
+    /** A registration's user handle (base64url), kept with the passkey it creates. */
+    userHandle: text('user_handle'),
+    createdAt: createdAt(),
+    expiresAt: timestamp('expires_at', { withTimezone: true }).notNull(),
+  },
+  (t) => [index('webauthn_challenges_expires_at_idx').on(t.expiresAt)],
+);
+
+/**
  * Failed-login counting per normalized email, known or not (an unknown email must answer the
  * same). Every attempt is reserved here atomically before the password is checked, so parallel
  * guesses cannot slip past the limit.
@@ -304,5 +352,6 @@ export type UserToken = typeof userTokens.$inferSelect;
 export type AuditEvent = typeof auditEvents.$inferSelect;
 export type TotpFactor = typeof totpFactors.$inferSelect;
 export type MfaChallenge = typeof mfaChallenges.$inferSelect;
+export type Passkey = typeof passkeys.$inferSelect;
 export type SigningKeyRow = typeof signingKeys.$inferSelect;
 export type UserTokenPurpose = UserToken['purpose'];

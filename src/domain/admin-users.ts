@@ -2,13 +2,14 @@ import { and, eq, ilike, inArray, or, sql, type SQL } from 'drizzle-orm';
 import type { Db } from '../db/client.js';
 import { queryRows } from '../db/rows.js';
 import { ADMIN_ROLE } from '../db/seed.js';
-import { roles, userRoles, users, type User } from '../db/schema.js';
+import { roles, userRoles, users, type Passkey, type User } from '../db/schema.js';
 import { settleRaces } from '../db/errors.js';
 import { problem } from '../errors.js';
 import { isUuid } from '../lib/uuid.js';
 import { assertGrantorHolds, lockAccessChanges, type Grantor } from './delegation.js';
 import { permissionsGrantedBy, roleIds } from './roles.js';
 import { removeSecondFactors } from './mfa.js';
+import { listPasskeys, removePasskey } from './passkeys.js';
 import { revokeUserSessions } from './sessions.js';
 import { accessColumns, loadUserWithAccess, userWithAccessFrom, type DbOrTx, type Tx, type UserWithAccess } from './users.js';
 
@@ -191,5 +192,23 @@ export async function revokeSessionsOf(db: Db, grantor: Grantor, id: string): Pr
   return db.transaction(async (tx) => {
     await lockTarget(tx, grantor, id, 'log out');
     return revokeUserSessions(tx, id, 'admin');
+  });
+}
+
+/** The passkeys of a user, for an admin; not_found when there is no such user. */
+export async function passkeysOf(db: DbOrTx, id: string): Promise<Passkey[]> {
+  const [user] = await db.select({ id: users.id }).from(users).where(eq(users.id, id));
+  if (!user) throw problem('not_found', `No user with id ${id}.`);
+  return listPasskeys(db, id);
+}
+
+/**
+ * Removes one passkey of the user (a lost or stolen device), for a grantor who holds everything
+ * the user holds. Their sessions stay; without another second factor they are back to aal1.
+ */
+export async function removePasskeyOf(db: Db, grantor: Grantor, id: string, passkeyId: string, options: { countsAsMfa: boolean }): Promise<Passkey> {
+  return db.transaction(async (tx) => {
+    await lockTarget(tx, grantor, id, 'remove a passkey of');
+    return removePasskey(tx, id, passkeyId, options);
   });
 }

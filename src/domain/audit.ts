@@ -35,6 +35,8 @@ export const AUDIT_EVENT_TYPES = [
   'recovery_code_used',
   'recovery_codes_regenerated',
   'reauthenticated',
+  'passkey_registered',
+  'passkey_removed',
 ] as const;
 export type AuditEventType = (typeof AUDIT_EVENT_TYPES)[number];
 

@@ -1,3 +1,4 @@
+import type { AuthenticationResponseJSON } from '@simplewebauthn/server';
 import { eq } from 'drizzle-orm';
 import type { Config } from '../config.js';
 import type { Db } from '../db/client.js';
@@ -8,7 +9,8 @@ import type { AccessCache } from './access-cache.js';
 import type { AuditEventInput } from './audit.js';
 import { checkPasswordWithLockout, clearLoginFailures, loginFailed, reserveLoginAttempt } from './login-lockout.js';
 import { CODES_PER_MFA_TOKEN, consumeChallenge, issueMfaChallenge, releaseCodeAttempt, reserveChallengeAttempt, reserveCodeAttempt } from './mfa-challenges.js';
-import { hasSecondFactor, useTotpCode, withSecondFactor } from './mfa.js';
+import { secondFactorsOf, useTotpCode, withSecondFactor } from './mfa.js';
+import { checkPasskeyAssertion, type AssertionCheck } from './passkeys.js';
 import type { PasswordHasher } from './passwords.js';
 import { consumeRecoveryCode } from './recovery-codes.js';
 import { setSessionAssurance, startLoginSession, type Assurance, type SessionSettings } from './sessions.js';
@@ -17,8 +19,11 @@ import { findUserByEmail, findUserById, updatePasswordHash } from './users.js';
 export type { Assurance };
 
 /** The second factors a login can finish with, as `mfaRequired` answers name them. */
-export const SECOND_FACTOR_METHODS = ['totp', 'recovery_code'] as const;
+export const SECOND_FACTOR_METHODS = ['totp', 'recovery_code', 'passkey'] as const;
 export type SecondFactorMethod = (typeof SECOND_FACTOR_METHODS)[number];
+/** The second factors that are typed codes (POST /auth/mfa/verify); a passkey has its own route. */
+export const CODE_METHODS = ['totp', 'recovery_code'] as const;
+export type CodeMethod = (typeof CODE_METHODS)[number];
 
 /**
  * What a caller offers to prove who they are. Each factor is one more kind here, handled by
@@ -27,10 +32,25 @@ export type SecondFactorMethod = (typeof SECOND_FACTOR_METHODS)[number];
  */
 export type Credential =
   | { kind: 'password'; email: string; password: string }
-  | { kind: SecondFactorMethod; mfaToken: string; code: string };
+  | { kind: CodeMethod; mfaToken: string; code: string }
+  | PasskeyCredential;
+
+/**
+ * A passkey's assertion over a challenge Gatehouse issued: a sign-in of its own (usernameless), or,
+ * with an mfaToken, the second step after a password.
+ */
+export interface PasskeyCredential {
+  kind: 'passkey';
+  challengeId: string;
+  response: AuthenticationResponseJSON;
+  mfaToken?: string;
+}
 
 /** What proves again, to a signed-in user's own session, that it is them (a step-up). */
-export type StepUpCredential = { kind: 'password'; password: string } | { kind: 'totp'; code: string };
+export type StepUpCredential =
+  | { kind: 'password'; password: string }
+  | { kind: 'totp'; code: string }
+  | { kind: 'passkey'; challengeId: string; response: AuthenticationResponseJSON };
 
 /** Where a request came from and who made it, as sessions and the audit log record it. */
 export interface AuthenticationContext {
@@ -49,7 +69,7 @@ export interface Authenticator {
   keyRing: KeyRing;
   /** Hashes recovery codes (derived from PASSWORD_PEPPER). */
   recoveryCodeKey: Buffer;
-  config: Pick<Config, 'lockout' | 'requireEmailConfirmation'>;
+  config: Pick<Config, 'lockout' | 'requireEmailConfirmation' | 'webauthn' | 'passkeysMaxPerUser' | 'passkeyCountsAsMfa'>;
   audit(event: AuditEventInput): void;
 }
 
@@ -66,6 +86,8 @@ export type AuthenticationResult =
 export const LOGIN_LOCKED_DETAIL = 'Too many failed logins for this account. Try again later.';
 const INVALID = 'The email or password is wrong.';
 const MFA_TOKEN_INVALID = 'This mfaToken is not valid: it expired, was used, or had too many wrong codes. Log in again.';
+// One answer whatever went wrong, so that it tells nobody which credentials or accounts exist.
+const PASSKEY_INVALID = 'This passkey cannot sign in here.';
 
 /** Assurance of a session opened with a password alone. */
 export function passwordAssurance(at = new Date()): Assurance {
@@ -79,12 +101,13 @@ export function passwordAssurance(at = new Date()): Assurance {
  */
 export async function authenticate(
   auth: Authenticator,
-  credential: Extract<Credential, { mfaToken: string }>,
+  credential: Exclude<Credential, { kind: 'password' }>,
   context: AuthenticationContext,
 ): Promise<Extract<AuthenticationResult, { status: 'authenticated' }>>;
 export async function authenticate(auth: Authenticator, credential: Credential, context: AuthenticationContext): Promise<AuthenticationResult>;
 export async function authenticate(auth: Authenticator, credential: Credential, context: AuthenticationContext): Promise<AuthenticationResult> {
   if (credential.kind === 'password') return authenticateWithPassword(auth, credential, context);
+  if (credential.kind === 'passkey') return credential.mfaToken === undefined ? authenticateWithPasskey(auth, credential, context) : authenticateWithSecondFactor(auth, credential, context);
   return authenticateWithSecondFactor(auth, credential, context);
 }
 
@@ -125,10 +148,12 @@ async function authenticateWithPassword(
     await updatePasswordHash(db, user.id, await passwords.hash(password));
   }
   // No session yet for a user with a second factor: whatever the first factor, it must follow.
-  if (await hasSecondFactor(db, user.id)) {
+  const factors = await secondFactorsOf(db, user.id);
+  if (factors.totp || (factors.passkey && config.passkeyCountsAsMfa)) {
     await clearLoginFailures(db, email);
     const challenge = await issueMfaChallenge(db, user.id, ['pwd']);
-    return { status: 'second_factor_required', userId: user.id, ...challenge, methods: [...SECOND_FACTOR_METHODS] };
+    const methods: SecondFactorMethod[] = [...(factors.totp ? CODE_METHODS : []), ...(factors.passkey ? (['passkey'] as const) : [])];
+    return { status: 'second_factor_required', userId: user.id, ...challenge, methods };
   }
   const opened = await openAuthenticatedSession(auth, user.id, passwordAssurance(), context, { clearFailuresOf: email });
   auth.audit({ type: 'login_succeeded', ...context, userId: user.id, detail: { sessionId: opened.session.id } });
@@ -143,9 +168,11 @@ async function authenticateWithPassword(
  */
 async function authenticateWithSecondFactor(
   auth: Authenticator,
-  { kind: method, mfaToken, code }: Extract<Credential, { mfaToken: string }>,
+  credential: Extract<Credential, { kind: CodeMethod }> | PasskeyCredential,
   context: AuthenticationContext,
 ): Promise<Extract<AuthenticationResult, { status: 'authenticated' }>> {
+  const method = credential.kind;
+  const mfaToken = credential.mfaToken ?? '';
   const { db } = auth;
   const now = new Date();
   const challenge = await reserveChallengeAttempt(db, mfaToken, now);
@@ -156,12 +183,18 @@ async function authenticateWithSecondFactor(
   if (!user?.active) throw problem('account_disabled', 'This account has been disabled.');
 
   let remaining: number | undefined;
-  let failure: 'wrong_code' | 'replayed' | 'not_enrolled' | undefined;
-  if (method === 'totp') {
-    const check = await useTotpCode(db, auth.keyRing, userId, code, now);
+  let failure: 'wrong_code' | 'replayed' | 'not_enrolled' | Extract<AssertionCheck, { ok: false }>['reason'] | undefined;
+  if (credential.kind === 'passkey') {
+    const check = await checkPasskeyAssertion(db, auth.config, { challengeId: credential.challengeId, response: credential.response, userId }, now);
+    if (!check.ok) {
+      auth.audit({ type: 'mfa_failed', ...context, userId, detail: { method, reason: check.reason, action: 'login', mfaTokenAttempts: challenge.attempts } });
+      throw problem('passkey_invalid', PASSKEY_INVALID);
+    }
+  } else if (credential.kind === 'totp') {
+    const check = await useTotpCode(db, auth.keyRing, userId, credential.code, now);
     if (!check.ok) failure = check.reason;
   } else {
-    const used = await consumeRecoveryCode(db, auth.recoveryCodeKey, userId, code);
+    const used = await consumeRecoveryCode(db, auth.recoveryCodeKey, userId, credential.code);
     if (used) remaining = used.remaining;
     else failure = 'wrong_code';
   }
@@ -177,10 +210,37 @@ async function authenticateWithSecondFactor(
   // Two right codes in parallel on one mfaToken: one session, not two.
   if (!(await consumeChallenge(db, challenge.id))) throw problem('mfa_token_invalid', MFA_TOKEN_INVALID);
 
-  const amr = withSecondFactor(challenge.amr, method === 'totp' ? 'otp' : 'rc');
+  const amr = withSecondFactor(challenge.amr, method === 'totp' ? 'otp' : method === 'passkey' ? 'hwk' : 'rc');
   const opened = await openAuthenticatedSession(auth, userId, { aal: 'aal2', amr, authTime: now }, context);
   auth.audit({ type: 'login_succeeded', ...context, userId, detail: { sessionId: opened.session.id, amr } });
   if (remaining !== undefined) auth.audit({ type: 'recovery_code_used', ...context, userId, detail: { sessionId: opened.session.id, remaining } });
+  return { status: 'authenticated', ...opened };
+}
+
+/**
+ * A passkey sign-in on its own (usernameless): the credential names the user. Its assurance is
+ * that of a hardware key with user verification: aal2 when PASSKEY_COUNTS_AS_MFA, else aal1.
+ * Every refusal, whether the credential is unknown, the signature or counter wrong, or the user
+ * disabled, is the same passkey_invalid; the audit log keeps the reason.
+ */
+async function authenticateWithPasskey(
+  auth: Authenticator,
+  credential: PasskeyCredential,
+  context: AuthenticationContext,
+): Promise<Extract<AuthenticationResult, { status: 'authenticated' }>> {
+  const { db, config } = auth;
+  const now = new Date();
+  const check = await checkPasskeyAssertion(db, config, { challengeId: credential.challengeId, response: credential.response }, now);
+  const user = check.ok ? await findUserById(db, check.passkey.userId) : undefined;
+  const refused = !check.ok ? check.reason : !user?.active ? 'disabled' : config.requireEmailConfirmation && !user.emailConfirmedAt ? 'email_not_confirmed' : undefined;
+  if (refused || !check.ok || !user) {
+    const userId = check.ok ? check.passkey.userId : check.userId;
+    auth.audit({ type: 'login_failed', ...context, userId, detail: { method: 'passkey', reason: refused } });
+    throw problem('passkey_invalid', PASSKEY_INVALID);
+  }
+  const assurance: Assurance = { aal: config.passkeyCountsAsMfa && check.userVerified ? 'aal2' : 'aal1', amr: ['hwk', 'user'], authTime: now };
+  const opened = await openAuthenticatedSession(auth, user.id, assurance, context);
+  auth.audit({ type: 'login_succeeded', ...context, userId: user.id, detail: { sessionId: opened.session.id, amr: assurance.amr, passkeyId: check.passkey.id } });
   return { status: 'authenticated', ...opened };
 }
 
@@ -209,6 +269,14 @@ export async function reauthenticate(
   if (!user) throw problem('session_revoked', 'This session has been revoked: log in again.');
   if (credential.kind === 'password') {
     await verifyCurrentPassword(auth, user, credential.password, context, { action: 'reauthenticate', wrongDetail: 'The password is wrong.' });
+  } else if (credential.kind === 'passkey') {
+    await assertCodeAttemptAllowed(auth, user.id, context, now);
+    const check = await checkPasskeyAssertion(db, auth.config, { challengeId: credential.challengeId, response: credential.response, userId: user.id }, now);
+    if (!check.ok) {
+      auth.audit({ type: 'mfa_failed', ...context, userId: user.id, detail: { method: 'passkey', reason: check.reason, action: 'reauthenticate' } });
+      throw problem('passkey_invalid', 'This passkey is not one of yours, or could not be verified.');
+    }
+    await releaseCodeAttempt(db, user.id);
   } else {
     await assertCodeAttemptAllowed(auth, user.id, context, now);
     const check = await useTotpCode(db, auth.keyRing, user.id, credential.code, now);
@@ -225,7 +293,11 @@ export async function reauthenticate(
     const assurance: Assurance =
       credential.kind === 'password'
         ? { aal: current.aal, amr: [...new Set([...current.amr, 'pwd'])], authTime: now }
-        : { aal: 'aal2', amr: withSecondFactor(current.amr, 'otp'), authTime: now };
+        : credential.kind === 'passkey'
+          ? auth.config.passkeyCountsAsMfa
+            ? { aal: 'aal2', amr: withSecondFactor([...current.amr, 'user'], 'hwk'), authTime: now }
+            : { aal: current.aal, amr: [...new Set([...current.amr, 'hwk', 'user'])], authTime: now }
+          : { aal: 'aal2', amr: withSecondFactor(current.amr, 'otp'), authTime: now };
     return (await setSessionAssurance(tx, current.id, assurance))!;
   });
   auth.audit({ type: 'reauthenticated', ...context, userId: user.id, detail: { sessionId: session.id, method: credential.kind, aal: session.aal } });

@@ -50,6 +50,23 @@ export async function reserveChallengeAttempt(db: DbOrTx, mfaToken: string, now 
   return challenge;
 }
 
+/** The live challenge of an mfaToken, without spending one of its attempts: whom a passkey's second step is for. */
+export async function findLiveChallenge(db: DbOrTx, mfaToken: string, now = new Date()): Promise<MfaChallenge | undefined> {
+  if (!looksLikeOpaqueToken(mfaToken)) return undefined;
+  const [challenge] = await db
+    .select()
+    .from(mfaChallenges)
+    .where(
+      and(
+        eq(mfaChallenges.tokenHash, hashToken(mfaToken)),
+        isNull(mfaChallenges.usedAt),
+        gt(mfaChallenges.expiresAt, now),
+        lt(mfaChallenges.attempts, CODES_PER_MFA_TOKEN),
+      ),
+    );
+  return challenge;
+}
+
 /** Ends the challenge once its second factor was proved; false when a parallel request did first. */
 export async function consumeChallenge(db: DbOrTx, challengeId: string): Promise<boolean> {
   const used = await db

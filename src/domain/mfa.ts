@@ -1,6 +1,6 @@
-import { and, eq, isNotNull, isNull, lt, or } from 'drizzle-orm';
+import { and, eq, isNotNull, isNull, lt, or, sql } from 'drizzle-orm';
 import type { Db } from '../db/client.js';
-import { mfaChallenges, recoveryCodes, sessions, totpFactors, type Session } from '../db/schema.js';
+import { mfaChallenges, passkeys, recoveryCodes, sessions, totpFactors, type Session } from '../db/schema.js';
 import { problem } from '../errors.js';
 import type { KeyRing } from '../lib/encryption.js';
 import { recoveryCodesLeft, replaceRecoveryCodes } from './recovery-codes.js';
@@ -20,18 +20,29 @@ export interface MfaKeys {
 /** Bound into each sealed secret: one user's secret copied onto another's row does not open. */
 const sealedFor = (userId: string) => `totp:${userId}`;
 
-/** A session's method references once a second factor was proved in it (RFC 8176: otp, rc, then mfa). */
-export function withSecondFactor(amr: readonly string[], method: 'otp' | 'rc'): string[] {
+/** A session's method references once a second factor was proved in it (RFC 8176: otp, rc or hwk, then mfa). */
+export function withSecondFactor(amr: readonly string[], method: 'otp' | 'rc' | 'hwk'): string[] {
   return [...new Set([...amr, method, 'mfa'])];
 }
 
-/** Whether the user has a confirmed second factor: what decides that a login needs one. */
-export async function hasSecondFactor(db: DbOrTx, userId: string): Promise<boolean> {
-  const [factor] = await db
-    .select({ userId: totpFactors.userId })
-    .from(totpFactors)
-    .where(and(eq(totpFactors.userId, userId), isNotNull(totpFactors.confirmedAt)));
-  return factor !== undefined;
+/** The second factors the user has: a confirmed authenticator, passkeys. */
+export async function secondFactorsOf(db: DbOrTx, userId: string): Promise<{ totp: boolean; passkey: boolean }> {
+  const [row] = await db
+    .select({
+      totp: sql<boolean>`exists(select 1 from ${totpFactors} where ${totpFactors.userId} = ${userId} and ${totpFactors.confirmedAt} is not null)`,
+      passkey: sql<boolean>`exists(select 1 from ${passkeys} where ${passkeys.userId} = ${userId})`,
+    })
+    .from(sql`(select 1) as one`);
+  return { totp: Boolean(row?.totp), passkey: Boolean(row?.passkey) };
+}
+
+/**
+ * Whether the user has a second factor, what decides that a login needs one: a confirmed
+ * authenticator, or a passkey where PASSKEY_COUNTS_AS_MFA makes it one.
+ */
+export async function hasSecondFactor(db: DbOrTx, userId: string, { countsAsMfa }: { countsAsMfa: boolean }): Promise<boolean> {
+  const factors = await secondFactorsOf(db, userId);
+  return factors.totp || (countsAsMfa && factors.passkey);
 }
 
 export interface MfaStatus {

@@ -259,7 +259,7 @@ export async function setSessionAssurance(db: DbOrTx, sessionId: string, assuran
 export async function dropSecondFactor(db: DbOrTx, userId: string): Promise<void> {
   await db
     .update(sessions)
-    .set({ aal: 'aal1', amr: sql`array(select m from unnest(${sessions.amr}) m where m not in ('otp', 'rc', 'mfa'))` })
+    .set({ aal: 'aal1', amr: sql`array(select m from unnest(${sessions.amr}) m where m not in ('otp', 'rc', 'hwk', 'mfa'))` })
     .where(and(eq(sessions.userId, userId), isNull(sessions.revokedAt)));
 }
 

@@ -31,6 +31,7 @@ const TAGS = [
   { name: 'auth', description: 'Sign up, log in, refresh and log out; the current user' },
   { name: 'account', description: "Email confirmation and change, password reset and change, the caller's sessions" },
   { name: 'mfa', description: "Two-factor authentication: an authenticator app (TOTP), recovery codes, a login's second step and step-up re-authentication" },
+  { name: 'passkeys', description: 'Passkeys (WebAuthn): registering them, signing in without a password, and as a second step after one' },
   { name: 'admin', description: 'Users, roles, permissions and the audit log, each behind its own permission' },
   { name: 'health', description: 'Probes for load balancers and orchestrators' },
   { name: 'keys', description: 'The public keys that verify access tokens (JWKS) and the discovery document, for resource servers' },

@@ -1,10 +1,18 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { SECOND_FACTOR_METHODS } from '../domain/authentication.js';
+import { CODE_METHODS, SECOND_FACTOR_METHODS } from '../domain/authentication.js';
+import { AuthenticationResponse, ChallengeId } from './passkeys.js';
 import { TOKEN_RESPONSE_EXAMPLE, TokenResponseSchema } from './tokens.js';
 import { USER_EXAMPLE } from './user.js';
 
 const Method = Type.Union(
   SECOND_FACTOR_METHODS.map((method) => Type.Literal(method)),
+  {
+    description:
+      'totp: a code of the authenticator app; recovery_code: one of the recovery codes (both with POST /auth/mfa/verify); passkey: a passkey (POST /auth/passkeys/authentication/options with the mfaToken, then /verify)',
+  },
+);
+const CodeMethod = Type.Union(
+  CODE_METHODS.map((method) => Type.Literal(method)),
   { description: 'totp: a code of the authenticator app; recovery_code: one of the recovery codes' },
 );
 
@@ -33,7 +41,7 @@ export const Code = Type.String({ minLength: 1, maxLength: 64, examples: ['12345
 export const MfaVerifyBody = Type.Object(
   {
     mfaToken: Type.String({ minLength: 1, maxLength: 256 }),
-    method: Method,
+    method: CodeMethod,
     code: Code,
     useCookie: Type.Optional(Type.Boolean({ description: 'Put the refresh token in an httpOnly cookie (SPAs)' })),
   },
@@ -96,6 +104,10 @@ export const ReauthenticateBody = Type.Union(
   [
     Type.Object({ password: Type.String({ minLength: 1, maxLength: 1024 }) }, { additionalProperties: false, title: 'With the password' }),
     Type.Object({ method: Type.Literal('totp'), code: Code }, { additionalProperties: false, title: 'With an authenticator code' }),
+    Type.Object(
+      { method: Type.Literal('passkey'), challengeId: ChallengeId, response: AuthenticationResponse },
+      { additionalProperties: false, title: 'With a passkey (options from POST /auth/passkeys/authentication/options)' },
+    ),
   ],
   { examples: [{ password: 'correct horse battery staple' }, { method: 'totp', code: '123456' }] },
 );

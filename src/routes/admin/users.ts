@@ -1,10 +1,11 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
-import { deleteUser, listUsers, resetSecondFactorOf, revokeSessionsOf, setUserRoles, updateUser } from '../../domain/admin-users.js';
+import { deleteUser, listUsers, passkeysOf, removePasskeyOf, resetSecondFactorOf, revokeSessionsOf, setUserRoles, updateUser } from '../../domain/admin-users.js';
 import { loadUserWithAccess } from '../../domain/users.js';
 import { problem } from '../../errors.js';
 import { ADMIN_USER_EXAMPLE, AdminUserSchema, NameList, RoleName, UserId, toAdminUserView } from '../../schemas/admin.js';
 import { BODY_PROBLEMS, problemResponses } from '../../schemas/problem.js';
+import { PASSKEY_EXAMPLE, PasskeySchema, toPasskeyView } from '../../schemas/passkeys.js';
 import { QueryObject } from '../../schemas/query.js';
 import { jsonResponse } from '../../schemas/responses.js';
 import type { Gatehouse } from '../../services.js';
@@ -183,6 +184,47 @@ export const adminUserRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }
       const reset = await resetSecondFactorOf(db, grantorOf(request), request.params.id);
       await access.changed(request.params.id);
       gatehouse.audit({ type: 'mfa_reset', ...auditContext(request), userId: request.params.id, detail: { ...reset } });
+      return reply.code(204).send(null);
+    },
+  );
+
+  app.get(
+    '/users/:id/passkeys',
+    {
+      config: { permissionsRequired: ['users:mfa'] },
+      schema: {
+        operationId: 'listUserPasskeys',
+        summary: "A user's passkeys",
+        tags: ['admin'],
+        params: UserId,
+        response: {
+          200: jsonResponse(Type.Object({ items: Type.Array(Type.Ref(PasskeySchema)) }), 'Oldest first', { items: [PASSKEY_EXAMPLE] }),
+          ...READ_PROBLEMS,
+        },
+      },
+    },
+    async (request) => ({ items: (await passkeysOf(db, request.params.id)).map(toPasskeyView) }),
+  );
+
+  app.delete(
+    '/users/:id/passkeys/:pid',
+    {
+      config: { permissionsRequired: ['users:mfa'] },
+      schema: {
+        operationId: 'removeUserPasskey',
+        summary: "Remove a user's passkey (a lost or stolen device)",
+        description:
+          'It signs in no more; without another second factor the user’s sessions are back to aal1. You can act only on a user whose every permission you hold yourself (403 exceeds_own_permissions otherwise).',
+        tags: ['admin'],
+        params: Type.Object({ id: UserId.properties.id, pid: Type.String({ format: 'uuid', examples: [PASSKEY_EXAMPLE.id] }) }),
+        response: { 204: Type.Null({ description: 'Removed' }), ...READ_PROBLEMS },
+      },
+    },
+    async (request, reply) => {
+      const { id, pid } = request.params;
+      const removed = await removePasskeyOf(db, grantorOf(request), id, pid, { countsAsMfa: gatehouse.config.passkeyCountsAsMfa });
+      await access.changed(id);
+      gatehouse.audit({ type: 'passkey_removed', ...auditContext(request), userId: id, detail: { passkeyId: removed.id } });
       return reply.code(204).send(null);
     },
   );

@@ -6,6 +6,7 @@ import { loginRoute } from './login.js';
 import { logoutRoute } from './logout.js';
 import { meRoute } from './me.js';
 import { mfaRoutes } from './mfa.js';
+import { passkeyRoutes } from './passkeys.js';
 import { passwordRoutes } from './password.js';
 import { reauthenticateRoute } from './reauthenticate.js';
 import { refreshRoute } from './refresh.js';
@@ -14,7 +15,7 @@ import { sessionRoutes } from './sessions.js';
 
 export const authRoutes: FastifyPluginAsync<{ gatehouse: Gatehouse }> = async (app, { gatehouse }) => {
   noStore(app);
-  const routes = [registerRoute, loginRoute, refreshRoute, logoutRoute, meRoute, emailRoutes, passwordRoutes, sessionRoutes, mfaRoutes, reauthenticateRoute];
+  const routes = [registerRoute, loginRoute, refreshRoute, logoutRoute, meRoute, emailRoutes, passwordRoutes, sessionRoutes, mfaRoutes, passkeyRoutes, reauthenticateRoute];
   for (const route of routes) {
     await app.register(route, { gatehouse });
   }

@@ -1,11 +1,12 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { reauthenticate } from '../../domain/authentication.js';
+import { reauthenticate, type StepUpCredential } from '../../domain/authentication.js';
 import { perIp } from '../../plugins/rate-limit.js';
 import { REAUTHENTICATED_EXAMPLE, ReauthenticateBody, ReauthenticatedSchema } from '../../schemas/mfa.js';
 import { BODY_PROBLEMS, problemResponses } from '../../schemas/problem.js';
 import { jsonResponse } from '../../schemas/responses.js';
 import type { Gatehouse } from '../../services.js';
 import { auditContext } from '../request-context.js';
+import { asAssertion } from './passkeys.js';
 import { issueAccessToken } from './tokens.js';
 
 export const reauthenticateRoute: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }> = async (app, { gatehouse }) => {
@@ -17,7 +18,7 @@ export const reauthenticateRoute: FastifyPluginAsyncTypebox<{ gatehouse: Gatehou
         operationId: 'reauthenticate',
         summary: 'Prove it is you again (step-up)',
         description:
-          'For routes that need a recently proved factor (403 reauthentication_required): with the password, or with a code of the authenticator, which also raises the session to aal2. Answers a new access token for the same session with auth_time now; the refresh token stays as it is and carries the new assurance. A wrong password counts toward the login lockout (429 login_locked), a wrong code toward the code lockout (429 mfa_locked).',
+          'For routes that need a recently proved factor (403 reauthentication_required): with the password, with a code of the authenticator, which also raises the session to aal2, or with a passkey (options from POST /auth/passkeys/authentication/options), which raises it to aal2 when PASSKEY_COUNTS_AS_MFA. Answers a new access token for the same session with auth_time now; the refresh token stays as it is and carries the new assurance. A wrong password counts toward the login lockout (429 login_locked), a wrong code or passkey toward the code lockout (429 mfa_locked); a passkey that is not yours or does not verify is 401 passkey_invalid, a used or expired challenge 400 webauthn_challenge_invalid.',
         tags: ['mfa'],
         body: ReauthenticateBody,
         response: {
@@ -28,7 +29,12 @@ export const reauthenticateRoute: FastifyPluginAsyncTypebox<{ gatehouse: Gatehou
     },
     async (request) => {
       const body = request.body;
-      const credential = 'password' in body ? { kind: 'password' as const, password: body.password } : { kind: 'totp' as const, code: body.code };
+      const credential: StepUpCredential =
+        'password' in body
+          ? { kind: 'password', password: body.password }
+          : body.method === 'passkey'
+            ? { kind: 'passkey', challengeId: body.challengeId, response: asAssertion(body.response) }
+            : { kind: 'totp', code: body.code };
       const session = await reauthenticate(gatehouse, request.principal!, credential, auditContext(request));
       return issueAccessToken(gatehouse, request, session);
     },
