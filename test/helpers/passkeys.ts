@@ -8,6 +8,7 @@ import {
   type PublicKeyCredentialCreationOptionsJSON,
   type PublicKeyCredentialRequestOptionsJSON,
 } from 'nid-webauthn-emulator';
+import { isoCBOR } from '@simplewebauthn/server/helpers';
 import type { PasskeyView } from '../../src/schemas/passkeys.js';
 import { bearer, json, post } from './users.js';
 
@@ -24,12 +25,11 @@ export class SoftwareAuthenticator {
   readonly repository = new PasskeysCredentialsMemoryRepository();
   readonly emulator: WebAuthnEmulator;
 
-  constructor(readonly settings: { signCounterIncrement?: number; userVerified?: boolean } = {}) {
+  constructor(readonly settings: { signCounterIncrement?: number } = {}) {
     this.emulator = new WebAuthnEmulator(
       new AuthenticatorEmulator({
         credentialsRepository: this.repository,
         signCounterIncrement: settings.signCounterIncrement ?? 1,
-        verifications: { userPresent: true, userVerified: settings.userVerified ?? true },
       }),
     );
   }
@@ -49,9 +49,26 @@ export class SoftwareAuthenticator {
   }
 }
 
+type Attestation = ReturnType<SoftwareAuthenticator['create']>;
+
+/**
+ * The attestation as an authenticator that did not verify the user would have made it: the UV flag
+ * of its authenticator data cleared. With attestation "none" nothing signs that data, so only the
+ * server's own check can refuse it. (The emulator itself always verifies when asked to.)
+ */
+export function withoutUserVerification(attestation: Attestation): Attestation {
+  const object = isoCBOR.decodeFirst<Map<string, unknown>>(Buffer.from(attestation.response.attestationObject, 'base64url'));
+  const authData = Uint8Array.from(object.get('authData') as Uint8Array);
+  authData[32] = authData[32]! & ~0x04;
+  object.set('authData', authData);
+  const attestationObject = Buffer.from(isoCBOR.encode(object as never)).toString('base64url');
+  return { ...attestation, response: { ...attestation.response, attestationObject, authenticatorData: Buffer.from(authData).toString('base64url') } };
+}
+
 export interface CeremonyBody {
   challengeId: string;
-  options: Record<string, unknown> & { challenge: string };
+  /** The WebAuthn options as JSON, read field by field in tests. */
+  options: Record<string, any> & { challenge: string };
 }
 
 export async function registrationOptions(app: FastifyInstance, accessToken: string): Promise<CeremonyBody> {
