@@ -18,4 +18,6 @@ export const ANONYMOUS_OPERATIONS: ReadonlySet<string> = new Set([
   'POST /auth/password/forgot',
   'POST /auth/password/reset',
   'POST /auth/mfa/verify',
+  'POST /auth/passkeys/authentication/options',
+  'POST /auth/passkeys/authentication/verify',
 ]);

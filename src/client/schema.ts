@@ -491,6 +491,136 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/auth/passkeys/registration/options": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Start registering a passkey
+         * @description Answers options for navigator.credentials.create() (a discoverable credential with user verification, attestation none, your passkeys excluded) and a challengeId for POST /auth/passkeys/registration/verify, valid once, for WEBAUTHN_CHALLENGE_TTL. 409 passkey_limit_reached at PASSKEYS_MAX_PER_USER.
+         *
+         *     Requires a Bearer access token with a factor proved within REAUTH_MAX_AGE (403 reauthentication_required otherwise: POST /auth/reauthenticate).
+         */
+        post: operations["startPasskeyRegistration"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/auth/passkeys/registration/verify": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Register the passkey the browser created
+         * @description Checks the credential against its challenge (single use: 400 webauthn_challenge_invalid when unknown, expired or used), the origins (WEBAUTHN_ORIGINS), the RP ID (WEBAUTHN_RP_ID) and user verification (400 webauthn_verification_failed), and stores it. With PASSKEY_COUNTS_AS_MFA, your password logins take a second step from now on.
+         *
+         *     Requires a Bearer access token.
+         */
+        post: operations["finishPasskeyRegistration"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/auth/passkeys": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Your passkeys
+         * @description Requires a Bearer access token.
+         */
+        get: operations["listPasskeys"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/auth/passkeys/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Remove a passkey
+         * @description It signs in no more. When it was your last second factor, your sessions are back to aal1.
+         *
+         *     Requires a Bearer access token with a factor proved within REAUTH_MAX_AGE (403 reauthentication_required otherwise: POST /auth/reauthenticate).
+         */
+        delete: operations["removePasskey"];
+        options?: never;
+        head?: never;
+        /**
+         * Rename a passkey
+         * @description Requires a Bearer access token.
+         */
+        patch: operations["renamePasskey"];
+        trace?: never;
+    };
+    "/auth/passkeys/authentication/options": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Start a passkey sign-in
+         * @description Without a body (or {}): options for a usernameless sign-in, allowCredentials empty, so the browser offers the passkeys it holds for this site (also as autofill: mediation "conditional"). With the mfaToken of a login that answered mfaRequired: that user’s passkeys, for the second step. Then POST /auth/passkeys/authentication/verify.
+         */
+        post: operations["startPasskeyAuthentication"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/auth/passkeys/authentication/verify": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Sign in with a passkey
+         * @description Answers like a login. Alone, a usernameless sign-in: the session is aal2 (amr hwk, user) when PASSKEY_COUNTS_AS_MFA, else aal1. With the mfaToken of a login that answered mfaRequired, its second step (aal2). The signature counter must grow (authenticators that always report 0 excepted). 401 passkey_invalid for an unknown passkey, a disabled account, a wrong origin or signature, or a counter that did not grow; 400 webauthn_challenge_invalid for a challenge unknown, expired or used (each works once).
+         */
+        post: operations["verifyPasskey"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/auth/reauthenticate": {
         parameters: {
             query?: never;
@@ -502,7 +632,7 @@ export interface paths {
         put?: never;
         /**
          * Prove it is you again (step-up)
-         * @description For routes that need a recently proved factor (403 reauthentication_required): with the password, or with a code of the authenticator, which also raises the session to aal2. Answers a new access token for the same session with auth_time now; the refresh token stays as it is and carries the new assurance. A wrong password counts toward the login lockout (429 login_locked), a wrong code toward the code lockout (429 mfa_locked).
+         * @description For routes that need a recently proved factor (403 reauthentication_required): with the password, with a code of the authenticator, which also raises the session to aal2, or with a passkey (options from POST /auth/passkeys/authentication/options), which raises it to aal2 when PASSKEY_COUNTS_AS_MFA. Answers a new access token for the same session with auth_time now; the refresh token stays as it is and carries the new assurance. A wrong password counts toward the login lockout (429 login_locked), a wrong code or passkey toward the code lockout (429 mfa_locked); a passkey that is not yours or does not verify is 401 passkey_invalid, a used or expired challenge 400 webauthn_challenge_invalid.
          *
          *     Requires a Bearer access token.
          */
@@ -626,6 +756,48 @@ export interface paths {
          *     Requires a Bearer access token with permissions users:mfa.
          */
         delete: operations["resetUserMfa"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/users/{id}/passkeys": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A user's passkeys
+         * @description Requires a Bearer access token with permissions users:mfa.
+         */
+        get: operations["listUserPasskeys"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/users/{id}/passkeys/{pid}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Remove a user's passkey (a lost or stolen device)
+         * @description It signs in no more; without another second factor the user’s sessions are back to aal1. You can act only on a user whose every permission you hold yourself (403 exceeds_own_permissions otherwise).
+         *
+         *     Requires a Bearer access token with permissions users:mfa.
+         */
+        delete: operations["removeUserPasskey"];
         options?: never;
         head?: never;
         patch?: never;
@@ -862,7 +1034,7 @@ export interface components {
             status: number;
             detail: string;
             /** @enum {string} */
-            code: "validation_failed" | "invalid_json" | "token_missing" | "token_invalid" | "token_expired" | "session_revoked" | "invalid_credentials" | "invalid_refresh_token" | "refresh_token_expired" | "refresh_token_reused" | "account_disabled" | "email_not_confirmed" | "weak_password" | "csrf_failed" | "permission_denied" | "exceeds_own_permissions" | "insufficient_aal" | "reauthentication_required" | "mfa_enrollment_required" | "mfa_token_invalid" | "mfa_code_invalid" | "mfa_already_enrolled" | "mfa_not_enrolled" | "not_found" | "method_not_allowed" | "email_taken" | "role_exists" | "permission_exists" | "role_in_use" | "built_in_role" | "last_admin" | "concurrent_change" | "key_not_published_long_enough" | "signing_key_current" | "signing_key_revoked" | "signing_keys_unmanaged" | "payload_too_large" | "unsupported_media_type" | "http_error" | "rate_limited" | "login_locked" | "mfa_locked" | "internal_error" | "service_unavailable" | "shutting_down";
+            code: "validation_failed" | "invalid_json" | "token_missing" | "token_invalid" | "token_expired" | "session_revoked" | "invalid_credentials" | "invalid_refresh_token" | "refresh_token_expired" | "refresh_token_reused" | "account_disabled" | "email_not_confirmed" | "weak_password" | "csrf_failed" | "permission_denied" | "exceeds_own_permissions" | "insufficient_aal" | "reauthentication_required" | "mfa_enrollment_required" | "mfa_token_invalid" | "mfa_code_invalid" | "mfa_already_enrolled" | "mfa_not_enrolled" | "webauthn_challenge_invalid" | "webauthn_verification_failed" | "passkey_invalid" | "passkey_limit_reached" | "passkey_exists" | "not_found" | "method_not_allowed" | "email_taken" | "role_exists" | "permission_exists" | "role_in_use" | "built_in_role" | "last_admin" | "concurrent_change" | "key_not_published_long_enough" | "signing_key_current" | "signing_key_revoked" | "signing_keys_unmanaged" | "payload_too_large" | "unsupported_media_type" | "http_error" | "rate_limited" | "login_locked" | "mfa_locked" | "internal_error" | "service_unavailable" | "shutting_down";
             instance?: string;
             /** @description Present on validation_failed: one entry per offending field */
             errors?: {
@@ -930,7 +1102,7 @@ export interface components {
             mfaRequired: true;
             /** @description Single use: send it with the code to POST /auth/mfa/verify */
             mfaToken: string;
-            methods: ("totp" | "recovery_code")[];
+            methods: ("totp" | "recovery_code" | "passkey")[];
             /** @description Seconds the mfaToken stays valid */
             expiresIn: number;
         };
@@ -946,6 +1118,18 @@ export interface components {
             lastUsedAt: string;
             /** @description The session of the access token that asked */
             current: boolean;
+        };
+        /** Passkey */
+        Passkey: {
+            /** Format: uuid */
+            id: string;
+            name: string;
+            /** Format: date-time */
+            createdAt: string;
+            /** @description The last sign-in or step-up with it */
+            lastUsedAt: string | null;
+            /** @description Synced to the provider’s cloud (a multi-device passkey) */
+            backedUp: boolean;
         };
         /** AdminUser */
         AdminUser: {
@@ -997,7 +1181,7 @@ export interface components {
              * @description The fixed list of security event types
              * @enum {string}
              */
-            type: "registered" | "login_succeeded" | "login_failed" | "locked_out" | "refresh_reused" | "logout" | "password_changed" | "password_reset" | "email_confirmed" | "email_change_requested" | "role_assigned" | "role_removed" | "role_permissions_changed" | "user_deactivated" | "user_reactivated" | "user_deleted" | "sessions_revoked" | "grant_refused" | "signing_key_created" | "signing_key_activated" | "signing_key_revoked" | "mfa_enrolled" | "mfa_disabled" | "mfa_failed" | "mfa_locked" | "mfa_reset" | "recovery_code_used" | "recovery_codes_regenerated" | "reauthenticated";
+            type: "registered" | "login_succeeded" | "login_failed" | "locked_out" | "refresh_reused" | "logout" | "password_changed" | "password_reset" | "email_confirmed" | "email_change_requested" | "role_assigned" | "role_removed" | "role_permissions_changed" | "user_deactivated" | "user_reactivated" | "user_deleted" | "sessions_revoked" | "grant_refused" | "signing_key_created" | "signing_key_activated" | "signing_key_revoked" | "mfa_enrolled" | "mfa_disabled" | "mfa_failed" | "mfa_locked" | "mfa_reset" | "recovery_code_used" | "recovery_codes_regenerated" | "reauthenticated" | "passkey_registered" | "passkey_removed";
             /** Format: date-time */
             at: string;
             /** @description Who acted, when authenticated */
@@ -2804,6 +2988,735 @@ export interface operations {
             };
         };
     };
+    startPasskeyRegistration: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The ceremony */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "challengeId": "3b241101-e2bb-4255-8caf-4136c566a962",
+                     *       "options": {
+                     *         "rp": {
+                     *           "name": "Gatehouse",
+                     *           "id": "example.com"
+                     *         },
+                     *         "user": {
+                     *           "id": "r3Yb0bq8Qm4l2Hq3s0YyR3o1m8Jg5dQm9yKJt0cq3Yl",
+                     *           "name": "ann@example.com",
+                     *           "displayName": "Ann"
+                     *         },
+                     *         "challenge": "Jt0cq3Yl1kC2Jb0bQm4l2Hq3s0YyR3o1m8Jg5dQm9yK",
+                     *         "pubKeyCredParams": [
+                     *           {
+                     *             "type": "public-key",
+                     *             "alg": -8
+                     *           },
+                     *           {
+                     *             "type": "public-key",
+                     *             "alg": -7
+                     *           },
+                     *           {
+                     *             "type": "public-key",
+                     *             "alg": -257
+                     *           }
+                     *         ],
+                     *         "timeout": 300000,
+                     *         "excludeCredentials": [],
+                     *         "authenticatorSelection": {
+                     *           "residentKey": "required",
+                     *           "requireResidentKey": true,
+                     *           "userVerification": "required"
+                     *         },
+                     *         "attestation": "none"
+                     *       }
+                     *     }
+                     */
+                    "application/json": {
+                        /**
+                         * Format: uuid
+                         * @description Send it back with the credential: single use
+                         */
+                        challengeId: string;
+                        /** @description Options for navigator.credentials.create(), in their JSON form */
+                        options: {
+                            rp: {
+                                name: string;
+                                id?: string;
+                            } & {
+                                [key: string]: unknown;
+                            };
+                            user: {
+                                /** @description Opaque and random: never the email */
+                                id: string;
+                                name: string;
+                                displayName: string;
+                            } & {
+                                [key: string]: unknown;
+                            };
+                            challenge: string;
+                            pubKeyCredParams: ({
+                                /** @enum {string} */
+                                type: "public-key";
+                                alg: number;
+                            } & {
+                                [key: string]: unknown;
+                            })[];
+                            timeout?: number;
+                            /** @description Your passkeys already registered */
+                            excludeCredentials?: ({
+                                id: string;
+                                /** @enum {string} */
+                                type: "public-key";
+                                transports?: string[];
+                            } & {
+                                [key: string]: unknown;
+                            })[];
+                            authenticatorSelection?: {
+                                residentKey?: string;
+                                requireResidentKey?: boolean;
+                                userVerification?: string;
+                                authenticatorAttachment?: string;
+                            } & {
+                                [key: string]: unknown;
+                            };
+                            attestation?: string;
+                            hints?: string[];
+                            extensions?: {
+                                [key: string]: unknown;
+                            };
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+            };
+            /** @description Not authenticated */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflict with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    finishPasskeyRegistration: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "challengeId": "3b241101-e2bb-4255-8caf-4136c566a962",
+                 *       "response": {
+                 *         "id": "pEbX0cmGqkdQy5fHuWmCUg",
+                 *         "rawId": "pEbX0cmGqkdQy5fHuWmCUg",
+                 *         "type": "public-key",
+                 *         "response": {
+                 *           "clientDataJSON": "eyJ0eXBlIjoid2ViYXV0aG4uY3JlYXRlIiwiY2hhbGxlbmdlIjoiSnQwY3EzWWwxa0MySmIwYlFtNGwySHEzczBZeVIzbzFtOEpnNWRRbTl5SyIsIm9yaWdpbiI6Imh0dHBzOi8vZXhhbXBsZS5jb20ifQ",
+                 *           "attestationObject": "o2NmbXRkbm9uZWdhdHRTdG10oGhhdXRoRGF0YVik",
+                 *           "transports": [
+                 *             "internal",
+                 *             "hybrid"
+                 *           ]
+                 *         },
+                 *         "authenticatorAttachment": "platform",
+                 *         "clientExtensionResults": {}
+                 *       },
+                 *       "name": "MacBook Touch ID"
+                 *     }
+                 */
+                "application/json": {
+                    /**
+                     * Format: uuid
+                     * @description The challengeId of the options: single use, valid for WEBAUTHN_CHALLENGE_TTL
+                     */
+                    challengeId: string;
+                    /** @description The credential as PublicKeyCredential.toJSON() gives it after navigator.credentials.create() */
+                    response: {
+                        id: string;
+                        rawId: string;
+                        /** @enum {string} */
+                        type: "public-key";
+                        authenticatorAttachment?: string;
+                        /** @default {} */
+                        clientExtensionResults?: {
+                            [key: string]: unknown;
+                        };
+                        response: {
+                            clientDataJSON: string;
+                            attestationObject: string;
+                            authenticatorData?: string;
+                            transports?: string[];
+                            publicKeyAlgorithm?: number;
+                            publicKey?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    } & {
+                        [key: string]: unknown;
+                    };
+                    /** @example MacBook Touch ID */
+                    name?: string;
+                };
+            };
+        };
+        responses: {
+            /** @description Registered */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "id": "6a1f0e7c-2b8d-4c1e-9f3a-5d7e8b9c0a12",
+                     *       "name": "MacBook Touch ID",
+                     *       "createdAt": "2026-01-15T09:40:00.000Z",
+                     *       "lastUsedAt": null,
+                     *       "backedUp": true
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Passkey"];
+                };
+            };
+            /** @description Invalid request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not authenticated */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflict with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Body is not JSON */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    listPasskeys: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Oldest first */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "items": [
+                     *         {
+                     *           "id": "6a1f0e7c-2b8d-4c1e-9f3a-5d7e8b9c0a12",
+                     *           "name": "MacBook Touch ID",
+                     *           "createdAt": "2026-01-15T09:40:00.000Z",
+                     *           "lastUsedAt": null,
+                     *           "backedUp": true
+                     *         }
+                     *       ]
+                     *     }
+                     */
+                    "application/json": {
+                        items: components["schemas"]["Passkey"][];
+                    };
+                };
+            };
+            /** @description Not authenticated */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    removePasskey: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @example 6a1f0e7c-2b8d-4c1e-9f3a-5d7e8b9c0a12 */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Removed */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Invalid request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not authenticated */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    renamePasskey: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @example 6a1f0e7c-2b8d-4c1e-9f3a-5d7e8b9c0a12 */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "name": "Work laptop"
+                 *     }
+                 */
+                "application/json": {
+                    /** @example MacBook Touch ID */
+                    name: string;
+                };
+            };
+        };
+        responses: {
+            /** @description Renamed */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "id": "6a1f0e7c-2b8d-4c1e-9f3a-5d7e8b9c0a12",
+                     *       "name": "Work laptop",
+                     *       "createdAt": "2026-01-15T09:40:00.000Z",
+                     *       "lastUsedAt": null,
+                     *       "backedUp": true
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Passkey"];
+                };
+            };
+            /** @description Invalid request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not authenticated */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Body is not JSON */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    startPasskeyAuthentication: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /** @example {} */
+                "application/json": {
+                    mfaToken?: string;
+                };
+            };
+        };
+        responses: {
+            /** @description The ceremony */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "challengeId": "3b241101-e2bb-4255-8caf-4136c566a962",
+                     *       "options": {
+                     *         "challenge": "Jt0cq3Yl1kC2Jb0bQm4l2Hq3s0YyR3o1m8Jg5dQm9yK",
+                     *         "timeout": 300000,
+                     *         "rpId": "example.com",
+                     *         "allowCredentials": [],
+                     *         "userVerification": "required"
+                     *       }
+                     *     }
+                     */
+                    "application/json": {
+                        /**
+                         * Format: uuid
+                         * @description Send it back with the credential: single use
+                         */
+                        challengeId: string;
+                        /** @description Options for navigator.credentials.get(), in their JSON form */
+                        options: {
+                            challenge: string;
+                            timeout?: number;
+                            rpId?: string;
+                            /** @description Empty for a usernameless sign-in; the user’s passkeys for a second step */
+                            allowCredentials?: ({
+                                id: string;
+                                /** @enum {string} */
+                                type: "public-key";
+                                transports?: string[];
+                            } & {
+                                [key: string]: unknown;
+                            })[];
+                            userVerification?: string;
+                            hints?: string[];
+                            extensions?: {
+                                [key: string]: unknown;
+                            };
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+            };
+            /** @description Invalid request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not authenticated */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Body is not JSON */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    verifyPasskey: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "challengeId": "3b241101-e2bb-4255-8caf-4136c566a962",
+                 *       "response": {
+                 *         "id": "pEbX0cmGqkdQy5fHuWmCUg",
+                 *         "rawId": "pEbX0cmGqkdQy5fHuWmCUg",
+                 *         "type": "public-key",
+                 *         "response": {
+                 *           "clientDataJSON": "eyJ0eXBlIjoid2ViYXV0aG4uZ2V0IiwiY2hhbGxlbmdlIjoiSnQwY3EzWWwxa0MySmIwYlFtNGwySHEzczBZeVIzbzFtOEpnNWRRbTl5SyIsIm9yaWdpbiI6Imh0dHBzOi8vZXhhbXBsZS5jb20ifQ",
+                 *           "authenticatorData": "SZYN5YgOjGh0NBcPZHZgW4_krrmihjLHmVzzuoMdl2MFAAAAAQ",
+                 *           "signature": "MEUCIQDmQ7Xh0Fq3Zb1cJ7p9Z0nq2Qd8Xy5sYb6k3cL2vQIgVQ0aJ9m3ZtW6cR1dS2kH8pL4nX7yB5qE0uT3vA9fM2c",
+                 *           "userHandle": "r3Yb0bq8Qm4l2Hq3s0YyR3o1m8Jg5dQm9yKJt0cq3Yl"
+                 *         },
+                 *         "authenticatorAttachment": "platform",
+                 *         "clientExtensionResults": {}
+                 *       }
+                 *     }
+                 */
+                "application/json": {
+                    /**
+                     * Format: uuid
+                     * @description The challengeId of the options: single use, valid for WEBAUTHN_CHALLENGE_TTL
+                     */
+                    challengeId: string;
+                    /** @description The assertion as PublicKeyCredential.toJSON() gives it after navigator.credentials.get() */
+                    response: {
+                        id: string;
+                        rawId: string;
+                        /** @enum {string} */
+                        type: "public-key";
+                        authenticatorAttachment?: string;
+                        /** @default {} */
+                        clientExtensionResults?: {
+                            [key: string]: unknown;
+                        };
+                        response: {
+                            clientDataJSON: string;
+                            authenticatorData: string;
+                            signature: string;
+                            userHandle?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    } & {
+                        [key: string]: unknown;
+                    };
+                    mfaToken?: string;
+                    /** @description Put the refresh token in an httpOnly cookie (SPAs) */
+                    useCookie?: boolean;
+                };
+            };
+        };
+        responses: {
+            /** @description Signed in: a new session */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "accessToken": "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIwZjhmYWQ1Yi1kOWNiLTQ2OWYtYTE2NS03MDg2NzcyODk1MGUifQ.5mhBHqs5_DTLdINd9p5m7ZJ6XD0Xc55kIaCRY5r6HRA",
+                     *       "tokenType": "Bearer",
+                     *       "expiresIn": 900,
+                     *       "refreshToken": "yR3o1m8Jg5dQm9yKJt0cq3Yl1kC2Jb0bQm4l2Hq3s0Y",
+                     *       "user": {
+                     *         "id": "0f8fad5b-d9cb-469f-a165-70867728950e",
+                     *         "email": "ann@example.com",
+                     *         "name": "Ann",
+                     *         "roles": [
+                     *           "user"
+                     *         ],
+                     *         "permissions": [
+                     *           "read"
+                     *         ],
+                     *         "emailConfirmedAt": null,
+                     *         "createdAt": "2026-01-15T09:30:00.000Z",
+                     *         "lastLoginAt": "2026-01-15T09:30:00.000Z",
+                     *         "lastLoginIp": "203.0.113.7",
+                     *         "previousLoginAt": null,
+                     *         "previousLoginIp": null,
+                     *         "loginCount": 1,
+                     *         "mfaEnrolled": false
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["TokenResponse"];
+                };
+            };
+            /** @description Invalid request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not authenticated */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Body is not JSON */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     reauthenticate: {
         parameters: {
             query?: never;
@@ -2820,6 +3733,36 @@ export interface operations {
                     method: "totp";
                     /** @example 123456 */
                     code: string;
+                } | {
+                    /** @enum {string} */
+                    method: "passkey";
+                    /**
+                     * Format: uuid
+                     * @description The challengeId of the options: single use, valid for WEBAUTHN_CHALLENGE_TTL
+                     */
+                    challengeId: string;
+                    /** @description The assertion as PublicKeyCredential.toJSON() gives it after navigator.credentials.get() */
+                    response: {
+                        id: string;
+                        rawId: string;
+                        /** @enum {string} */
+                        type: "public-key";
+                        authenticatorAttachment?: string;
+                        /** @default {} */
+                        clientExtensionResults?: {
+                            [key: string]: unknown;
+                        };
+                        response: {
+                            clientDataJSON: string;
+                            authenticatorData: string;
+                            signature: string;
+                            userHandle?: string;
+                        } & {
+                            [key: string]: unknown;
+                        };
+                    } & {
+                        [key: string]: unknown;
+                    };
                 };
             };
         };
@@ -3468,6 +4411,139 @@ export interface operations {
         requestBody?: never;
         responses: {
             /** @description Reset */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Invalid request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not authenticated */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    listUserPasskeys: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @example 0f8fad5b-d9cb-469f-a165-70867728950e */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Oldest first */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "items": [
+                     *         {
+                     *           "id": "6a1f0e7c-2b8d-4c1e-9f3a-5d7e8b9c0a12",
+                     *           "name": "MacBook Touch ID",
+                     *           "createdAt": "2026-01-15T09:40:00.000Z",
+                     *           "lastUsedAt": null,
+                     *           "backedUp": true
+                     *         }
+                     *       ]
+                     *     }
+                     */
+                    "application/json": {
+                        items: components["schemas"]["Passkey"][];
+                    };
+                };
+            };
+            /** @description Invalid request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not authenticated */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    removeUserPasskey: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @example 0f8fad5b-d9cb-469f-a165-70867728950e */
+                id: string;
+                /** @example 6a1f0e7c-2b8d-4c1e-9f3a-5d7e8b9c0a12 */
+                pid: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Removed */
             204: {
                 headers: {
                     [name: string]: unknown;
@@ -4255,7 +5331,7 @@ export interface operations {
                  * @description The fixed list of security event types
                  * @example login_failed
                  */
-                type?: "registered" | "login_succeeded" | "login_failed" | "locked_out" | "refresh_reused" | "logout" | "password_changed" | "password_reset" | "email_confirmed" | "email_change_requested" | "role_assigned" | "role_removed" | "role_permissions_changed" | "user_deactivated" | "user_reactivated" | "user_deleted" | "sessions_revoked" | "grant_refused" | "signing_key_created" | "signing_key_activated" | "signing_key_revoked" | "mfa_enrolled" | "mfa_disabled" | "mfa_failed" | "mfa_locked" | "mfa_reset" | "recovery_code_used" | "recovery_codes_regenerated" | "reauthenticated";
+                type?: "registered" | "login_succeeded" | "login_failed" | "locked_out" | "refresh_reused" | "logout" | "password_changed" | "password_reset" | "email_confirmed" | "email_change_requested" | "role_assigned" | "role_removed" | "role_permissions_changed" | "user_deactivated" | "user_reactivated" | "user_deleted" | "sessions_revoked" | "grant_refused" | "signing_key_created" | "signing_key_activated" | "signing_key_revoked" | "mfa_enrolled" | "mfa_disabled" | "mfa_failed" | "mfa_locked" | "mfa_reset" | "recovery_code_used" | "recovery_codes_regenerated" | "reauthenticated" | "passkey_registered" | "passkey_removed";
                 /**
                  * @description Only events at or after this instant
                  * @example 2026-01-15T00:00:00Z

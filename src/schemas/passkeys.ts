@@ -139,3 +139,39 @@ export const REQUEST_CEREMONY_EXAMPLE = {
   challengeId: '3b241101-e2bb-4255-8caf-4136c566a962',
   options: { challenge: 'Jt0cq3Yl1kC2Jb0bQm4l2Hq3s0YyR3o1m8Jg5dQm9yK', timeout: 300000, rpId: 'example.com', allowCredentials: [], userVerification: 'required' },
 };
+
+const CREDENTIAL_ID_EXAMPLE = 'pEbX0cmGqkdQy5fHuWmCUg';
+
+export const REGISTRATION_VERIFY_EXAMPLE = {
+  challengeId: CREATION_CEREMONY_EXAMPLE.challengeId,
+  response: {
+    id: CREDENTIAL_ID_EXAMPLE,
+    rawId: CREDENTIAL_ID_EXAMPLE,
+    type: 'public-key' as const,
+    response: {
+      clientDataJSON: 'eyJ0eXBlIjoid2ViYXV0aG4uY3JlYXRlIiwiY2hhbGxlbmdlIjoiSnQwY3EzWWwxa0MySmIwYlFtNGwySHEzczBZeVIzbzFtOEpnNWRRbTl5SyIsIm9yaWdpbiI6Imh0dHBzOi8vZXhhbXBsZS5jb20ifQ',
+      attestationObject: 'o2NmbXRkbm9uZWdhdHRTdG10oGhhdXRoRGF0YVik',
+      transports: ['internal', 'hybrid'],
+    },
+    authenticatorAttachment: 'platform',
+    clientExtensionResults: {},
+  },
+  name: 'MacBook Touch ID',
+};
+
+export const AUTHENTICATION_VERIFY_EXAMPLE = {
+  challengeId: REQUEST_CEREMONY_EXAMPLE.challengeId,
+  response: {
+    id: CREDENTIAL_ID_EXAMPLE,
+    rawId: CREDENTIAL_ID_EXAMPLE,
+    type: 'public-key' as const,
+    response: {
+      clientDataJSON: 'eyJ0eXBlIjoid2ViYXV0aG4uZ2V0IiwiY2hhbGxlbmdlIjoiSnQwY3EzWWwxa0MySmIwYlFtNGwySHEzczBZeVIzbzFtOEpnNWRRbTl5SyIsIm9yaWdpbiI6Imh0dHBzOi8vZXhhbXBsZS5jb20ifQ',
+      authenticatorData: 'SZYN5YgOjGh0NBcPZHZgW4_krrmihjLHmVzzuoMdl2MFAAAAAQ',
+      signature: 'MEUCIQDmQ7Xh0Fq3Zb1cJ7p9Z0nq2Qd8Xy5sYb6k3cL2vQIgVQ0aJ9m3ZtW6cR1dS2kH8pL4nX7yB5qE0uT3vA9fM2c',
+      userHandle: 'r3Yb0bq8Qm4l2Hq3s0YyR3o1m8Jg5dQm9yKJt0cq3Yl',
+    },
+    authenticatorAttachment: 'platform',
+    clientExtensionResults: {},
+  },
+};

@@ -8,6 +8,7 @@ import { findUserById } from '../../domain/users.js';
 import { problem } from '../../errors.js';
 import { perIp } from '../../plugins/rate-limit.js';
 import {
+  AUTHENTICATION_VERIFY_EXAMPLE,
   AuthenticationResponse,
   CREATION_CEREMONY_EXAMPLE,
   ChallengeId,
@@ -15,6 +16,7 @@ import {
   PASSKEY_EXAMPLE,
   PasskeyName,
   PasskeySchema,
+  REGISTRATION_VERIFY_EXAMPLE,
   REQUEST_CEREMONY_EXAMPLE,
   RegistrationResponse,
   RequestOptionsSchema,
@@ -70,7 +72,7 @@ export const passkeyRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }> 
         tags: ['passkeys'],
         body: Type.Object(
           { challengeId: ChallengeId, response: RegistrationResponse, name: Type.Optional(PasskeyName) },
-          { additionalProperties: false },
+          { additionalProperties: false, examples: [REGISTRATION_VERIFY_EXAMPLE] },
         ),
         response: { 201: jsonResponse(Type.Ref(PasskeySchema), 'Registered', PASSKEY_EXAMPLE), ...problemResponses(...BODY_PROBLEMS, 401, 409) },
       },
@@ -185,7 +187,7 @@ export const passkeyRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }> 
             mfaToken: Type.Optional(Type.String({ minLength: 1, maxLength: 256 })),
             useCookie: Type.Optional(Type.Boolean({ description: 'Put the refresh token in an httpOnly cookie (SPAs)' })),
           },
-          { additionalProperties: false },
+          { additionalProperties: false, examples: [AUTHENTICATION_VERIFY_EXAMPLE] },
         ),
         response: {
           200: jsonResponse(Type.Ref(TokenResponseSchema), 'Signed in: a new session', TOKEN_RESPONSE_EXAMPLE),
