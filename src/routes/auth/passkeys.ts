@@ -26,6 +26,7 @@ import { BODY_PROBLEMS, problemResponses } from '../../schemas/problem.js';
 import { jsonResponse } from '../../schemas/responses.js';
 import { TOKEN_RESPONSE_EXAMPLE, TokenResponseSchema } from '../../schemas/tokens.js';
 import type { Gatehouse } from '../../services.js';
+import { absentBodyAsEmpty } from '../body-hooks.js';
 import { auditContext } from '../request-context.js';
 import { issueTokens } from './tokens.js';
 
@@ -146,20 +147,19 @@ export const passkeyRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }> 
     '/passkeys/authentication/options',
     {
       config: { public: true, rateLimit: perIp(config.rateLimits.login) },
+      preValidation: absentBodyAsEmpty,
       schema: {
         operationId: 'startPasskeyAuthentication',
         summary: 'Start a passkey sign-in',
         description:
           'Without a body (or {}): options for a usernameless sign-in, allowCredentials empty, so the browser offers the passkeys it holds for this site (also as autofill: mediation "conditional"). With the mfaToken of a login that answered mfaRequired: that user’s passkeys, for the second step. Then POST /auth/passkeys/authentication/verify.',
         tags: ['passkeys'],
-        body: Type.Optional(
-          Type.Object({ mfaToken: Type.Optional(Type.String({ minLength: 1, maxLength: 256 })) }, { additionalProperties: false, examples: [{}] }),
-        ),
+        body: Type.Object({ mfaToken: Type.Optional(Type.String({ minLength: 1, maxLength: 256 })) }, { additionalProperties: false, examples: [{}] }),
         response: { 200: jsonResponse(Ceremony(RequestOptionsSchema), 'The ceremony', REQUEST_CEREMONY_EXAMPLE), ...problemResponses(...BODY_PROBLEMS, 401, 429) },
       },
     },
     async (request) => {
-      const mfaToken = request.body?.mfaToken;
+      const { mfaToken } = request.body;
       let userId: string | null = null;
       if (mfaToken !== undefined) {
         const challenge = await findLiveChallenge(db, mfaToken);

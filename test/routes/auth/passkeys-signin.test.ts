@@ -17,6 +17,8 @@ eachDatabase('usernameless sign-in: empty allowCredentials, then the passkey alo
   const passkey = await registerPasskey(app, ann.accessToken, authenticator);
   const [before] = await database.db.select().from(passkeys).where(eq(passkeys.id, passkey.id));
 
+  const bodiless = await app.inject({ method: 'POST', url: '/auth/passkeys/authentication/options' });
+  t.equal(bodiless.statusCode, 200, 'no body, no content type: usernameless options');
   const ceremony = await authenticationOptions(app);
   t.match(ceremony.options, { rpId: 'localhost', allowCredentials: [], userVerification: 'required', timeout: 300_000 });
   const res = await verify(app, { challengeId: ceremony.challengeId, response: authenticator.get(ceremony.options) });
