@@ -103,7 +103,7 @@ export const gatehousePlugin = fp(
     await app.register(authPlugin, { gatehouse });
     await app.register(permissionsPlugin, {
       undeclaredRoutes: options.undeclaredRoutes ?? 'warn',
-      assurance: { reauthMaxAge: config.reauthMaxAge, mfaRequiredPermissions: config.mfaRequiredPermissions, mfaEnforceForRoles: config.mfaEnforceForRoles },
+      assurance: { reauthMaxAge: config.reauthMaxAge, mfaRequiredPermissions: config.mfaRequiredPermissions, mfaEnforceForRoles: config.mfaEnforceForRoles, passkeyCountsAsMfa: config.passkeyCountsAsMfa },
     });
 
     await app.register(

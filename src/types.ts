@@ -43,8 +43,10 @@ export interface UserAccess {
   roles: ReadonlySet<string>;
   permissions: ReadonlySet<string>;
   liveSessions: ReadonlySet<string>;
-  /** Whether the user has a confirmed second factor. */
+  /** Whether the user has a confirmed authenticator app (TOTP). */
   mfaEnrolled: boolean;
+  /** Whether the user has a passkey: a second factor too where PASSKEY_COUNTS_AS_MFA. */
+  hasPasskey: boolean;
   /** When this entry was read from the database (ms since epoch). */
   loadedAt: number;
 }

@@ -149,6 +149,7 @@ export class AccessCache {
       permissions: new Set(state.permissions),
       liveSessions: new Set(state.liveSessionIds),
       mfaEnrolled: state.mfaEnrolled,
+      hasPasskey: state.hasPasskey,
       loadedAt: ticket.loadedAt,
     };
     if (ticket.generation === this.generation && this.listening) {

@@ -12,8 +12,10 @@ export interface UserWithAccess {
   user: User;
   roles: string[];
   permissions: string[];
-  /** Whether the user has a confirmed second factor. */
+  /** Whether the user has a confirmed authenticator app (TOTP). */
   mfaEnrolled: boolean;
+  /** Whether the user has a passkey: a second factor too where PASSKEY_COUNTS_AS_MFA. */
+  hasPasskey: boolean;
 }
 
 /**
@@ -67,7 +69,8 @@ export const accessColumns = sql`
            or exists (select 1 from user_roles ur join roles r on r.id = ur.role_id
                       where ur.user_id = users.id and r.name = ${ADMIN_ROLE})
         order by 1) as permissions,
-  exists(select 1 from totp_factors f where f.user_id = users.id and f.confirmed_at is not null) as mfa_enrolled`;
+  exists(select 1 from totp_factors f where f.user_id = users.id and f.confirmed_at is not null) as mfa_enrolled,
+  exists(select 1 from passkeys pk where pk.user_id = users.id) as has_passkey`;
 
 /**
  * The columns of an AuthorizationState, for a select with the user's row in scope as `users`: the
@@ -80,8 +83,8 @@ export const authorizationColumns = sql`
 
 /** A row selected with `accessColumns`, as the user with their access. */
 export function userWithAccessFrom(row: Record<string, unknown>): UserWithAccess {
-  const { roles, permissions, mfa_enrolled } = row as { roles: string[]; permissions: string[]; mfa_enrolled: boolean };
-  return { user: fromRow(users, row), roles, permissions, mfaEnrolled: mfa_enrolled };
+  const { roles, permissions, mfa_enrolled, has_passkey } = row as { roles: string[]; permissions: string[]; mfa_enrolled: boolean; has_passkey: boolean };
+  return { user: fromRow(users, row), roles, permissions, mfaEnrolled: mfa_enrolled, hasPasskey: has_passkey };
 }
 
 export function authorizationStateFrom(row: Record<string, unknown>): AuthorizationState {

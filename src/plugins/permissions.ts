@@ -32,6 +32,8 @@ export interface AssurancePolicy {
   mfaRequiredPermissions: readonly string[];
   /** Users with one of these roles must have a factor, proved in the session, for permission-guarded routes. */
   mfaEnforceForRoles: readonly string[];
+  /** A passkey is a second factor (PASSKEY_COUNTS_AS_MFA). */
+  passkeyCountsAsMfa?: boolean;
 }
 
 const DEFAULT_POLICY: AssurancePolicy = { reauthMaxAge: 600, mfaRequiredPermissions: [], mfaEnforceForRoles: [] };
@@ -125,7 +127,8 @@ export function assuranceCheck(rule: AccessRule, policy: AssurancePolicy): ((pri
   const aal2IfEnrolled = guarded.some((p) => policy.mfaRequiredPermissions.includes(p));
   if (!rule.aal && !rule.fresh && enforcedRoles.length === 0 && !aal2IfEnrolled) return undefined;
   return (principal, nowSeconds) => {
-    const { mfaEnrolled, roles } = principal.access;
+    const { roles, hasPasskey } = principal.access;
+    const mfaEnrolled = principal.access.mfaEnrolled || (policy.passkeyCountsAsMfa === true && hasPasskey);
     const enforced = enforcedRoles.some((role) => roles.has(role));
     if (enforced && !mfaEnrolled) {
       return problem('mfa_enrollment_required', 'Your role requires two-factor authentication: enrol an authenticator (POST /auth/mfa/totp/enroll) first.');
@@ -139,7 +142,7 @@ export function assuranceCheck(rule: AccessRule, policy: AssurancePolicy): ((pri
       );
     }
     if (rule.fresh && nowSeconds - principal.authTime > policy.reauthMaxAge) {
-      const methods = mfaEnrolled ? ['password', 'totp'] : ['password'];
+      const methods = ['password', ...(principal.access.mfaEnrolled ? ['totp'] : []), ...(hasPasskey ? ['passkey'] : [])];
       return problem('reauthentication_required', `Prove it is you again (POST /auth/reauthenticate): this needs a factor proved in the last ${policy.reauthMaxAge} seconds.`, {
         extensions: { maxAge: policy.reauthMaxAge, methods },
       });

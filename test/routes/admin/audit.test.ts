@@ -2,6 +2,7 @@ import { AUDIT_EVENT_TYPES } from '../../../src/domain/audit.js';
 import { adminToken, userWithPermissions } from '../../helpers/admin.js';
 import { buildTestApp, eachDatabase } from '../../helpers/app.js';
 import { enrolTotp, mfaTokenFor } from '../../helpers/mfa.js';
+import { SoftwareAuthenticator, registerPasskey } from '../../helpers/passkeys.js';
 import { startSmtpServer, tokenFrom } from '../../helpers/smtp.js';
 import { PASSWORD, bearer, login, post, registerUser, uniqueEmail } from '../../helpers/users.js';
 
@@ -81,6 +82,11 @@ eachDatabase('every kind of security event lands in the audit log once, and neve
   t.equal((await app.inject({ method: 'DELETE', url: `/admin/users/${holder.user.id}/mfa`, headers: admin.headers })).statusCode, 204); // mfa_reset
   const again = await enrolTotp(app, (await login(app, holder.email, holder.password)).accessToken); // mfa_enrolled (second)
   t.equal((await app.inject({ method: 'DELETE', url: '/auth/mfa/totp', headers: bearer(again.accessToken) })).statusCode, 204); // mfa_disabled
+
+  // Passkey events, on a user of their own.
+  const keyHolder = await registerUser(app);
+  const passkey = await registerPasskey(app, keyHolder.accessToken, new SoftwareAuthenticator()); // passkey_registered
+  t.equal((await app.inject({ method: 'DELETE', url: `/admin/users/${keyHolder.user.id}/passkeys/${passkey.id}`, headers: admin.headers })).statusCode, 204); // passkey_removed
   await app.gatehouse.background.idle();
 
   const events: Event[] = [];
@@ -101,6 +107,10 @@ eachDatabase('every kind of security event lands in the audit log once, and neve
     if (type.startsWith('mfa_') || type.startsWith('recovery_code') || type === 'reauthenticated') {
       const count = events.filter((e) => e.type === type && e.userId === holder.user.id).length;
       t.equal(count, twoFactor[type] ?? 1, `${type} recorded ${twoFactor[type] ?? 1} time(s)`);
+      continue;
+    }
+    if (type.startsWith('passkey_')) {
+      t.equal(events.filter((e) => e.type === type && e.userId === keyHolder.user.id).length, 1, `${type} recorded once`);
       continue;
     }
     // About no user: counted over the whole log.

@@ -2,7 +2,7 @@ import { eq } from 'drizzle-orm';
 import { auditEvents, passkeys, sessions } from '../../../src/db/schema.js';
 import { adminToken, roleGranting, send, userWithRoles } from '../../helpers/admin.js';
 import { buildTestApp, eachDatabase } from '../../helpers/app.js';
-import { claimsOf } from '../../helpers/jwt.js';
+import { claimsOf, forgeToken, validClaims } from '../../helpers/jwt.js';
 import { enrolTotp, mfaTokenFor } from '../../helpers/mfa.js';
 import { SoftwareAuthenticator, authenticationOptions, registerPasskey, signInWithPasskey } from '../../helpers/passkeys.js';
 import { assertProblem } from '../../helpers/problems.js';
@@ -152,4 +152,24 @@ eachDatabase('admins with users:mfa list and remove a user’s passkeys, audited
   await app.gatehouse.background.idle();
   const [event] = await database.db.select().from(auditEvents).where(eq(auditEvents.type, 'passkey_removed'));
   t.match(event, { actorId: helpdesk.userId, userId: ann.user.id, detail: { passkeyId: passkey.id } });
+});
+
+eachDatabase('assurance rules count a passkey as a second factor (PASSKEY_COUNTS_AS_MFA): aal2 for MFA_REQUIRED_PERMISSIONS, passkey among the step-up methods', async (t, kind) => {
+  for (const counts of ['true', 'false']) {
+    const { app } = await buildTestApp(t, kind, { env: { MFA_REQUIRED_PERMISSIONS: 'users:read', PASSKEY_COUNTS_AS_MFA: counts } });
+    const reader = await userWithRoles(app, ['user', await roleGranting(app, ['users:read'])]);
+    const key = new SoftwareAuthenticator();
+    await registerPasskey(app, reader.accessToken, key);
+    const before = await send(app, reader, 'GET', '/admin/users');
+    if (counts === 'true') assertProblem(t, before, 403, 'insufficient_aal', 'an aal1 session of a user with a passkey');
+    else t.equal(before.statusCode, 200, 'PASSKEY_COUNTS_AS_MFA=false: the passkey is no second factor');
+    const signedIn = json(await signInWithPasskey(app, key));
+    const after = await app.inject({ url: '/admin/users', headers: bearer(signedIn.accessToken) });
+    t.equal(after.statusCode, 200, `a passkey session (PASSKEY_COUNTS_AS_MFA=${counts})`);
+
+    const { sub, sid } = claims(reader.accessToken);
+    const stale = forgeToken(validClaims({ sub, sid }, { auth_time: Math.floor(Date.now() / 1000) - 601, amr: ['pwd'], aal: 'aal1' }));
+    const refused = assertProblem(t, await post(app, '/auth/passkeys/registration/options', undefined, bearer(stale)), 403, 'reauthentication_required');
+    t.match(refused, { methods: ['password', 'passkey'] }, 'the step-up methods name the passkey');
+  }
 });
