@@ -147,6 +147,8 @@ const ADMIN_ROUTES: { method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE'; route
   { method: 'PUT', route: '/admin/users/:id/roles', url: `/admin/users/${UNKNOWN_ID}/roles`, payload: { roles: ['user'] }, permission: 'roles:assign', allowed: 404 },
   { method: 'POST', route: '/admin/users/:id/sessions/revoke', url: `/admin/users/${UNKNOWN_ID}/sessions/revoke`, permission: 'users:write', allowed: 404 },
   { method: 'DELETE', route: '/admin/users/:id/mfa', url: `/admin/users/${UNKNOWN_ID}/mfa`, permission: 'users:mfa', allowed: 404 },
+  { method: 'GET', route: '/admin/users/:id/passkeys', url: `/admin/users/${UNKNOWN_ID}/passkeys`, permission: 'users:mfa', allowed: 404 },
+  { method: 'DELETE', route: '/admin/users/:id/passkeys/:pid', url: `/admin/users/${UNKNOWN_ID}/passkeys/${UNKNOWN_ID}`, permission: 'users:mfa', allowed: 404 },
   { method: 'GET', route: '/admin/roles', url: '/admin/roles', permission: 'roles:read', allowed: 200 },
   { method: 'POST', route: '/admin/roles', url: '/admin/roles', payload: { name: 'user' }, permission: 'roles:write', allowed: 409 },
   { method: 'GET', route: '/admin/roles/:name', url: '/admin/roles/user', permission: 'roles:read', allowed: 200 },
