@@ -146,19 +146,16 @@ export async function renamePasskey(db: DbOrTx, userId: string, id: string, name
 }
 
 /**
- * Removes one passkey of the user. When it was their last second factor, their sessions fall
+ * Removes one passkey of the user, in the caller's transaction. When it was their last second factor, their sessions fall
  * back to aal1, as when an authenticator is removed. Answers the removed passkey.
  */
 export async function removePasskey(tx: DbOrTx, userId: string, id: string, options: { countsAsMfa: boolean }): Promise<Passkey> {
+  // The user's row locked first: two removals in parallel must not each see the other's passkey left.
+  await tx.select({ id: users.id }).from(users).where(eq(users.id, userId)).for('update');
   const [removed] = isUuid(id) ? await tx.delete(passkeys).where(and(eq(passkeys.id, id), eq(passkeys.userId, userId))).returning() : [];
   if (!removed) throw problem('not_found', `No passkey with id ${id} for this user.`);
   if (!(await hasSecondFactor(tx, userId, options))) await dropSecondFactor(tx, userId);
   return removed;
-}
-
-export async function hasPasskey(db: DbOrTx, userId: string): Promise<boolean> {
-  const [row] = await db.select({ id: passkeys.id }).from(passkeys).where(eq(passkeys.userId, userId)).limit(1);
-  return row !== undefined;
 }
 
 /**

@@ -91,6 +91,21 @@ eachDatabase('removing the last passkey: logins take the password alone again, a
   t.equal(login.mfaRequired, undefined);
 });
 
+eachDatabase('removing the last two passkeys in parallel still puts the sessions back to aal1', async (t, kind) => {
+  const { app, database } = await buildTestApp(t, kind);
+  const ann = await registerUser(app);
+  const key = new SoftwareAuthenticator();
+  const first = await registerPasskey(app, ann.accessToken, key);
+  const second = await registerPasskey(app, ann.accessToken, new SoftwareAuthenticator());
+  const signedIn = json(await signInWithPasskey(app, key));
+  const results = await Promise.all(
+    [first, second].map((p) => app.inject({ method: 'DELETE', url: `/auth/passkeys/${p.id}`, headers: bearer(signedIn.accessToken) })),
+  );
+  t.same(results.map((r) => r.statusCode), [204, 204]);
+  const [session] = await database.db.select().from(sessions).where(eq(sessions.id, claims(signedIn.accessToken).sid));
+  t.equal(session!.aal, 'aal1');
+});
+
 eachDatabase('step-up with a passkey: auth_time now and aal2 for the same session; only your own passkey', async (t, kind) => {
   const { app, database } = await buildTestApp(t, kind);
   const ann = await registerUser(app);
