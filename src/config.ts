@@ -58,6 +58,7 @@ export const EnvSchema = Type.Object({
   RATE_LIMIT_FORGOT: Type.String({ ...RateLimit, default: '5/1m' }),
   RATE_LIMIT_RESEND: Type.String({ ...RateLimit, default: '5/1m' }),
   RATE_LIMIT_REFRESH: Type.String({ ...RateLimit, default: '60/1m' }),
+  RATE_LIMIT_API_KEY: Type.String({ ...RateLimit, default: '600/1m', description: 'per API key, over every route it calls' }),
   REDIS_URL: Type.Optional(Type.String({ pattern: '^rediss?://' })),
   TRUST_PROXY: Type.String({ default: 'false', description: 'false, true, a hop count, or a comma list of addresses/CIDRs' }),
   LOGIN_MAX_FAILURES: Type.String({ pattern: '^\\d{1,4}$', default: '5' }),
@@ -133,8 +134,8 @@ export interface Config {
   confirmTokenTtl: number;
   resetTokenTtl: number;
   requireEmailConfirmation: boolean;
-  /** Per client IP, per route: at most `max` requests each `windowSeconds`. */
-  rateLimits: Record<'login' | 'register' | 'forgot' | 'resend' | 'refresh', RateLimitSetting>;
+  /** Per client IP, per route: at most `max` requests each `windowSeconds`; `apiKey`: per API key, over all routes. */
+  rateLimits: Record<'login' | 'register' | 'forgot' | 'resend' | 'refresh' | 'apiKey', RateLimitSetting>;
   /** Shared store for rate limits across instances; without it each instance counts alone. */
   redisUrl?: string;
   /** Fastify's trustProxy: whether (and which) X-Forwarded-For hops to believe. */
@@ -255,6 +256,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, warn: (msg: str
       forgot: rateLimit('RATE_LIMIT_FORGOT'),
       resend: rateLimit('RATE_LIMIT_RESEND'),
       refresh: rateLimit('RATE_LIMIT_REFRESH'),
+      apiKey: rateLimit('RATE_LIMIT_API_KEY'),
     },
     redisUrl: e.REDIS_URL,
     trustProxy: parseTrustProxy(e.TRUST_PROXY),

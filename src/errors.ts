@@ -14,6 +14,10 @@ export const PROBLEMS = {
   invalid_refresh_token: { status: 401, title: 'Invalid refresh token' },
   refresh_token_expired: { status: 401, title: 'Refresh token expired' },
   refresh_token_reused: { status: 401, title: 'Refresh token reused' },
+  // An API key that is unknown, wrong, expired or revoked, or whose owner is disabled: one answer for all.
+  api_key_invalid: { status: 401, title: 'Invalid API key' },
+  // API keys never reach fresh or aal2 routes, nor those that manage keys, passwords, email or second factors.
+  api_key_not_allowed: { status: 403, title: 'Not allowed with an API key' },
   account_disabled: { status: 403, title: 'Account disabled' },
   email_not_confirmed: { status: 403, title: 'Email not confirmed' },
   weak_password: { status: 400, title: 'Password too weak' },

@@ -8,6 +8,7 @@ export const REDACTED_PATHS = [
   'req.headers.authorization',
   'req.headers.cookie',
   'req.headers["x-csrf-token"]',
+  'req.headers["x-api-key"]',
   'res.headers["set-cookie"]',
   '*.password',
   '*.currentPassword',
@@ -17,6 +18,7 @@ export const REDACTED_PATHS = [
   '*.accessToken',
   '*.csrfToken',
   '*.token',
+  '*.key',
 ];
 
 /** Query parameters that carry a credential: a mailed link's token, an OAuth-style token or code. */

@@ -9,7 +9,7 @@ import { authPlugin } from './plugins/auth.js';
 import { errorsPlugin } from './plugins/errors.js';
 import { openapiPlugin } from './plugins/openapi.js';
 import { permissionsPlugin, type UndeclaredRoutes } from './plugins/permissions.js';
-import { useRateLimits } from './plugins/rate-limit.js';
+import { rateLimitBackend, useRateLimits } from './plugins/rate-limit.js';
 import { useStrictBodyValidation } from './plugins/validation.js';
 import { adminRoutes } from './routes/admin/index.js';
 import { authRoutes } from './routes/auth/index.js';
@@ -69,6 +69,7 @@ export const gatehousePlugin = fp(
     const gatehouse = createGatehouse(config, database, app.log);
     await gatehouse.access.start();
     await gatehouse.signingKeys.start();
+    const rateLimits = await rateLimitBackend(config, app.log);
     // One hook, in order: finish work in flight, stop listening, then let go of the database.
     app.addHook('onClose', async () => {
       await gatehouse.background.idle();
@@ -78,6 +79,7 @@ export const gatehousePlugin = fp(
       gatehouse.mailer.close();
       await gatehouse.access.stop();
       await gatehouse.signingKeys.stop();
+      await rateLimits.close();
       if (!options.database) await database.close();
     });
     if (config.admin && !(await hasActiveAdmin(database.db))) {
@@ -100,7 +102,7 @@ export const gatehousePlugin = fp(
     for (const schema of shared) {
       if (!app.getSchema(schema.$id!)) app.addSchema(schema);
     }
-    await app.register(authPlugin, { gatehouse });
+    await app.register(authPlugin, { gatehouse, apiKeyLimiter: rateLimits.apiKeys });
     await app.register(permissionsPlugin, {
       undeclaredRoutes: options.undeclaredRoutes ?? 'warn',
       assurance: { reauthMaxAge: config.reauthMaxAge, mfaRequiredPermissions: config.mfaRequiredPermissions, mfaEnforceForRoles: config.mfaEnforceForRoles, passkeyCountsAsMfa: config.passkeyCountsAsMfa },
@@ -112,7 +114,7 @@ export const gatehousePlugin = fp(
         // JSON only: without this, text/plain bodies would be parsed as strings and reach validation.
         scope.removeContentTypeParser('text/plain');
         await scope.register(errorsPlugin, { notFound: false });
-        await useRateLimits(scope, config);
+        await useRateLimits(scope, rateLimits);
         if (options.openapi) await scope.register(openapiPlugin, { publicUrl: config.publicUrl, prefix: options.prefix ?? '' });
         await scope.register(healthRoutes, { gatehouse });
         await scope.register(wellKnownRoutes, { gatehouse, mountedAt: options.prefix ?? '' });

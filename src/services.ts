@@ -2,6 +2,7 @@ import type { FastifyBaseLogger } from 'fastify';
 import type { Config } from './config.js';
 import type { Database, Db } from './db/client.js';
 import { AccessCache } from './domain/access-cache.js';
+import { ApiKeys } from './domain/api-keys.js';
 import { createPasswordHasher, type PasswordHasher } from './domain/passwords.js';
 import { SigningKeys } from './domain/signing-keys.js';
 import type { SessionSettings } from './domain/sessions.js';
@@ -26,6 +27,10 @@ export interface Gatehouse {
   keyRing: KeyRing;
   /** Hashes recovery codes: an HMAC key derived from PASSWORD_PEPPER. */
   recoveryCodeKey: Buffer;
+  /** API keys by keyId, in memory, dropped with their owner's authorization state. */
+  apiKeys: ApiKeys;
+  /** Hashes API key secrets: an HMAC key derived from PASSWORD_PEPPER. */
+  apiKeyHashKey: Buffer;
   /** Signs and verifies access tokens (JWT_ALG), in memory; start() loads them. */
   signingKeys: SigningKeys;
   mailer: Mailer;
@@ -45,12 +50,16 @@ export function createGatehouse(config: Config, database: Database, log: Fastify
   const background = createBackgroundTasks(log);
   const auditQueue = createAuditQueue(database.db, background, log);
   const keyRing = new KeyRing(config.encryptionKeys);
+  const access = new AccessCache(database, { ttlMs: config.authzCacheTtl * 1000, log });
+  const apiKeyHashKey = deriveKey(config.passwordPepper, 'api-keys');
   return {
     config,
     database,
     db: database.db,
     passwords: createPasswordHasher({ pepper: config.passwordPepper, cost: config.bcryptCost }),
-    access: new AccessCache(database, { ttlMs: config.authzCacheTtl * 1000, log }),
+    access,
+    apiKeys: new ApiKeys(database.db, access, apiKeyHashKey, (name, task) => background.run(name, task)),
+    apiKeyHashKey,
     sessionSettings: {
       refreshTokenTtl: config.refreshTokenTtl,
       sessionMaxAge: config.sessionMaxAge,

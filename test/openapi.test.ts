@@ -33,6 +33,7 @@ tap.test('every operation declares its responses, and errors as problem+json', a
 interface Operation {
   operationId?: string;
   security?: Record<string, string[]>[];
+  'x-api-keys'?: boolean;
   parameters?: { in: string; name: string; required?: boolean; schema?: { default?: unknown } }[];
   requestBody?: { content: Record<string, { example?: unknown; examples?: unknown }> };
   responses: Record<string, { content?: Record<string, { schema?: { $ref?: string }; example?: unknown }> }>;
@@ -78,12 +79,15 @@ tap.test('every operation states its security, and a public one needs no credent
       // Logout takes a Bearer token if there is one: a credential it accepts, not one it needs.
       t.ok(operation.security?.length === 0 || operation.security?.some((s) => Object.keys(s).length === 0), `${label} is public in the document`);
     } else {
-      t.same(operation.security, [{ bearerAuth: [] }], `${label} needs a Bearer token in the document`);
+      // An API key is the other way in, except where the rule keeps keys out (x-api-keys: false).
+      const expected = operation['x-api-keys'] === false ? [{ bearerAuth: [] }] : [{ bearerAuth: [] }, { apiKeyAuth: [] }];
+      t.same(operation.security, expected, `${label} needs a Bearer token (or an API key) in the document`);
     }
   }
   t.equal(documented.filter(({ operation }) => operation.security === undefined).length, 0, 'no operation leaves security unsaid');
   t.same(document.paths['/auth/login']?.post?.security, []);
-  t.same(document.paths['/auth/me']?.get?.security, [{ bearerAuth: [] }]);
+  t.same(document.paths['/auth/me']?.get?.security, [{ bearerAuth: [] }, { apiKeyAuth: [] }]);
+  t.same(document.paths['/auth/api-keys']?.post?.security, [{ bearerAuth: [] }], 'a key cannot create keys');
 });
 
 tap.test('examples on every request body and every success response with a body', async (t) => {

@@ -297,6 +297,32 @@ export const signingKeys = pgTable(
 );
 
 /**
+ * Keys that scripts and services send instead of an access token: `gh_<keyId>_<secret>`. Looked up by
+ * keyId; only `v1:` + HMAC-SHA256 of the secret (under a key derived from PASSWORD_PEPPER) is stored.
+ * A key acts for its owner with at most `permissions`; a revoked key stays for the record.
+ */
+export const apiKeys = pgTable(
+  'api_keys',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    userId: uuid('user_id')
+      .notNull()
+      .references(() => users.id, { onDelete: 'cascade' }),
+    keyId: text('key_id').notNull(),
+    name: text('name').notNull(),
+    secretHash: text('secret_hash').notNull(),
+    permissions: text('permissions').array().notNull(),
+    createdAt: createdAt(),
+    expiresAt: timestamp('expires_at', { withTimezone: true }),
+    /** Written at most once a minute per key, not on every request. */
+    lastUsedAt: timestamp('last_used_at', { withTimezone: true }),
+    lastUsedIp: text('last_used_ip'),
+    revokedAt: timestamp('revoked_at', { withTimezone: true }),
+  },
+  (t) => [uniqueIndex('api_keys_key_id_key').on(t.keyId), index('api_keys_user_id_idx').on(t.userId)],
+);
+
+/**
  * Append-only trail of security events. No foreign keys: the trail outlives the users it names.
  */
 export const auditEvents = pgTable(
@@ -354,4 +380,5 @@ export type TotpFactor = typeof totpFactors.$inferSelect;
 export type MfaChallenge = typeof mfaChallenges.$inferSelect;
 export type Passkey = typeof passkeys.$inferSelect;
 export type SigningKeyRow = typeof signingKeys.$inferSelect;
+export type ApiKeyRow = typeof apiKeys.$inferSelect;
 export type UserTokenPurpose = UserToken['purpose'];

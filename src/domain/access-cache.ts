@@ -45,6 +45,7 @@ export class AccessCache {
   /** Whether notices reach this instance: only then may an entry be served or kept. */
   private listening = false;
   private readonly origin = randomUUID();
+  private readonly invalidationListeners: ((userId: string) => void)[] = [];
 
   constructor(
     private readonly database: Database,
@@ -125,6 +126,22 @@ export class AccessCache {
     this.generation++;
     if (userId === EVERYONE) this.entries.clear();
     else this.entries.delete(userId);
+    for (const listener of this.invalidationListeners) listener(userId);
+  }
+
+  /** Calls `listener` with each user id (or EVERYONE) dropped, whichever instance made the change: for caches derived from a user's rights (API keys). */
+  onInvalidate(listener: (userId: string) => void): void {
+    this.invalidationListeners.push(listener);
+  }
+
+  /** Whether a state read under `ticket` may be kept: nothing was invalidated since, and notices reach this instance. */
+  mayKeep(ticket: CacheTicket): boolean {
+    return ticket.generation === this.generation && this.listening;
+  }
+
+  /** How long an entry is served without a notice, in ms: derived caches use the same safety net. */
+  get ttlMs(): number {
+    return this.options.ttlMs;
   }
 
   get size(): number {
@@ -152,7 +169,7 @@ export class AccessCache {
       hasPasskey: state.hasPasskey,
       loadedAt: ticket.loadedAt,
     };
-    if (ticket.generation === this.generation && this.listening) {
+    if (this.mayKeep(ticket)) {
       const max = this.options.maxEntries ?? 50_000;
       // Maps iterate in insertion order: dropping the first key drops the oldest entry.
       if (this.entries.size >= max && !this.entries.has(userId)) this.entries.delete(this.entries.keys().next().value!);

@@ -37,6 +37,8 @@ export const AUDIT_EVENT_TYPES = [
   'reauthenticated',
   'passkey_registered',
   'passkey_removed',
+  'api_key_created',
+  'api_key_revoked',
 ] as const;
 export type AuditEventType = (typeof AUDIT_EVENT_TYPES)[number];
 

@@ -4,8 +4,11 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { unauthorized } from '../errors.js';
 import { isUuid } from '../lib/uuid.js';
+import { apiKeyInvalid, isApiKeyShaped, parseApiKey, type ApiKeyEntry } from '../domain/api-keys.js';
 import { newTokenId } from '../domain/tokens.js';
 import type { GatehouseServices, UserAccess } from '../types.js';
+import { clientIp } from './client-ip.js';
+import type { ApiKeyLimiter } from './rate-limit.js';
 import { VerifiedTokens } from './verified-tokens.js';
 
 /** Who is calling: set on every request that passed a route's access rule. */
@@ -18,6 +21,11 @@ export interface Principal {
   amr: string[];
   /** When the user last proved a factor, in seconds since the epoch (0: unknown, never fresh). */
   authTime: number;
+  /**
+   * Set when the caller is an API key: `userId` is then its owner, `access` what the key may do now
+   * (its permissions that the owner still holds, no roles), and `sessionId` is '' (a key has no session).
+   */
+  apiKey?: { id: string; keyId: string; owner: UserAccess };
 }
 
 /** What an access token says about its session's assurance (OpenID Connect's names). */
@@ -53,6 +61,8 @@ declare module 'fastify' {
      * cache: undefined when only the database can tell (then call authenticate()).
      */
     authenticateFromCache(request: FastifyRequest): Principal | undefined;
+    /** Counts a request of an API key against RATE_LIMIT_API_KEY; calls back with the 429 once it is used up. */
+    meterApiKey(principal: Principal, done: (refused: Error | undefined) => void): void;
     signAccessToken(claims: { sub: string; sid: string } & AssuranceClaims): string;
   }
 }
@@ -75,9 +85,21 @@ export function isAccessTokenClaims(claims: unknown): claims is AccessTokenClaim
   return isUuid(sub) && isUuid(sid) && typeof iat === 'number' && typeof exp === 'number';
 }
 
+/**
+ * The API key of the request, if it carries one: `X-API-Key: gh_...`, or `Authorization: Bearer gh_...`
+ * (a JWT never starts with gh_). Undefined for a request that means an access token, or nothing.
+ */
+function presentedApiKey(request: FastifyRequest): string | undefined {
+  const header = request.headers['x-api-key'];
+  if (header !== undefined) return Array.isArray(header) ? '' : header;
+  const authorization = request.headers.authorization;
+  const token = authorization ? BEARER.exec(authorization)?.[1] : undefined;
+  return token && isApiKeyShaped(token) ? token : undefined;
+}
+
 export const authPlugin = fp(
-  async (app: FastifyInstance, { gatehouse }: { gatehouse: GatehouseServices }) => {
-    const { config, access, signingKeys } = gatehouse;
+  async (app: FastifyInstance, { gatehouse, apiKeyLimiter }: { gatehouse: GatehouseServices; apiKeyLimiter: ApiKeyLimiter }) => {
+    const { config, access, signingKeys, apiKeys } = gatehouse;
     await app.register(cookie);
     // request.jwtVerify() in a host's routes checks Gatehouse tokens with Gatehouse's own key set
     // (each key pinned to its algorithm). No private key: a host cannot mint Gatehouse tokens.
@@ -138,9 +160,28 @@ export const authPlugin = fp(
       return { userId: claims.sub, sessionId: claims.sid, access: current, aal, amr, authTime };
     };
 
+    const keyPrincipal = (request: FastifyRequest, entry: ApiKeyEntry, owner: UserAccess | undefined): Principal => {
+      const effective = apiKeys.effectiveAccess(entry, owner);
+      if (!effective) throw apiKeyInvalid();
+      apiKeys.used(entry, clientIp(request) ?? null);
+      return { userId: entry.userId, sessionId: '', access: effective, aal: 'aal1', amr: [], authTime: 0, apiKey: { id: entry.id, keyId: entry.keyId, owner: owner! } };
+    };
+    const parsedApiKey = (presented: string) => {
+      const parsed = parseApiKey(presented);
+      if (!parsed) throw apiKeyInvalid();
+      return parsed;
+    };
+
     app.decorateRequest('principal', null);
     app.decorate('signAccessToken', (claims: { sub: string; sid: string } & AssuranceClaims) => signingKeys.sign({ ...claims, jti: newTokenId() }));
     app.decorate('authenticate', async (request: FastifyRequest): Promise<Principal> => {
+      const presented = presentedApiKey(request);
+      if (presented !== undefined) {
+        const key = parsedApiKey(presented);
+        const entry = await apiKeys.get(key.keyId);
+        if (!apiKeys.matches(entry, key)) throw apiKeyInvalid();
+        return keyPrincipal(request, entry!, await access.get(entry!.userId));
+      }
       const claims = verifiedClaims(request);
       // A cache entry read before this token was issued may not know its session yet (a login on
       // another instance): read again once, then trust the answer.
@@ -151,11 +192,24 @@ export const authPlugin = fp(
       return principalOf(claims, current);
     });
     app.decorate('authenticateFromCache', (request: FastifyRequest): Principal | undefined => {
+      const presented = presentedApiKey(request);
+      if (presented !== undefined) {
+        const key = parsedApiKey(presented);
+        const entry = apiKeys.peek(key.keyId);
+        if (!entry) return undefined;
+        if (!apiKeys.matches(entry, key)) throw apiKeyInvalid();
+        const owner = access.peek(entry.userId);
+        return owner && keyPrincipal(request, entry, owner);
+      }
       const claims = verifiedClaims(request);
       const current = access.peek(claims.sub);
       // Not cached, or not knowing this session: authenticate() decides, with the database.
       if (!current?.liveSessions.has(claims.sid)) return undefined;
       return principalOf(claims, current);
+    });
+    app.decorate('meterApiKey', (principal: Principal, done: (refused: Error | undefined) => void) => {
+      if (!principal.apiKey) return done(undefined);
+      apiKeyLimiter(principal.apiKey.keyId, done);
     });
   },
   { name: 'gatehouse-auth', fastify: '5.x' },

@@ -32,6 +32,7 @@ const TAGS = [
   { name: 'account', description: "Email confirmation and change, password reset and change, the caller's sessions" },
   { name: 'mfa', description: "Two-factor authentication: an authenticator app (TOTP), recovery codes, a login's second step and step-up re-authentication" },
   { name: 'passkeys', description: 'Passkeys (WebAuthn): registering them, signing in without a password, and as a second step after one' },
+  { name: 'api-keys', description: 'Keys for scripts and services, acting for their owner with at most the permissions given them' },
   { name: 'admin', description: 'Users, roles, permissions and the audit log, each behind its own permission' },
   { name: 'health', description: 'Probes for load balancers and orchestrators' },
   { name: 'keys', description: 'The public keys that verify access tokens (JWKS) and the discovery document, for resource servers' },
@@ -68,6 +69,7 @@ export const openapiPlugin = fp(
         components: {
           securitySchemes: {
             bearerAuth: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' },
+            apiKeyAuth: { type: 'apiKey', in: 'header', name: 'X-API-Key', description: 'gh_<keyId>_<secret> (also accepted as "Authorization: Bearer gh_...")' },
           },
         },
       },

@@ -22,6 +22,11 @@ export interface AccessRule {
   aal?: 'aal2';
   /** A factor proved within REAUTH_MAX_AGE (403 reauthentication_required otherwise). */
   fresh?: boolean;
+  /**
+   * Only the user in person, signed in: never an API key (403 api_key_not_allowed). For the routes
+   * that manage credentials (keys, password, email, second factors); fresh and aal2 imply it.
+   */
+  ownCredentials?: boolean;
 }
 
 /** The deployment's two-factor policy, applied on top of each route's own rule. */
@@ -78,6 +83,7 @@ export function ruleOf(config: AccessRule | undefined): AccessRule | null {
   }
   if (config.aal === 'aal2') rule.aal = 'aal2';
   if (config.fresh === true) rule.fresh = true;
+  if (config.ownCredentials === true) rule.ownCredentials = true;
   if (Object.keys(rule).length === 0 && !config.authenticated) return null;
   return { authenticated: true, ...rule };
 }
@@ -112,8 +118,14 @@ export function describeRule(rule: AccessRule): string {
   if (rule.permissionsAccepted) parts.push(`any of the permissions ${rule.permissionsAccepted.join(', ')}`);
   if (rule.aal) parts.push('a second factor proved in the session (aal2; 403 insufficient_aal otherwise)');
   if (rule.fresh) parts.push('a factor proved within REAUTH_MAX_AGE (403 reauthentication_required otherwise: POST /auth/reauthenticate)');
-  return parts.length ? `Requires a Bearer access token with ${parts.join('; ')}.` : 'Requires a Bearer access token.';
+  const line = parts.length ? `Requires a Bearer access token with ${parts.join('; ')}.` : 'Requires a Bearer access token.';
+  return refusesApiKeys(rule) ? `${line} API keys are refused (403 api_key_not_allowed).` : line;
 }
+
+/** Whether the rule keeps API keys out whatever they hold: a key never proves a factor. */
+export const refusesApiKeys = (rule: AccessRule) => rule.ownCredentials === true || rule.fresh === true || rule.aal === 'aal2';
+
+const apiKeyNotAllowed = () => problem('api_key_not_allowed', 'API keys cannot be used here: sign in as the user.');
 
 const permissionsOf = (rule: AccessRule) => [...(rule.permissionsRequired ?? []), ...(rule.permissionsAccepted ?? [])];
 
@@ -127,9 +139,11 @@ export function assuranceCheck(rule: AccessRule, policy: AssurancePolicy): ((pri
   const aal2IfEnrolled = guarded.some((p) => policy.mfaRequiredPermissions.includes(p));
   if (!rule.aal && !rule.fresh && enforcedRoles.length === 0 && !aal2IfEnrolled) return undefined;
   return (principal, nowSeconds) => {
-    const { roles, hasPasskey } = principal.access;
-    const mfaEnrolled = principal.access.mfaEnrolled || (policy.passkeyCountsAsMfa === true && hasPasskey);
+    // A key is judged by its owner's roles and factors: holding none itself must not let it past the policy.
+    const { roles, hasPasskey, mfaEnrolled: totpEnrolled } = principal.apiKey?.owner ?? principal.access;
+    const mfaEnrolled = totpEnrolled || (policy.passkeyCountsAsMfa === true && hasPasskey);
     const enforced = enforcedRoles.some((role) => roles.has(role));
+    if (principal.apiKey && (enforced || (aal2IfEnrolled && mfaEnrolled))) return apiKeyNotAllowed();
     if (enforced && !mfaEnrolled) {
       return problem('mfa_enrollment_required', 'Your role requires two-factor authentication: enrol an authenticator (POST /auth/mfa/totp/enroll) first.');
     }
@@ -154,13 +168,14 @@ export function assuranceCheck(rule: AccessRule, policy: AssurancePolicy): ((pri
 /** The same rule, shown in the OpenAPI document: read from the route, never written twice. */
 function documentRule(routeOptions: RouteOptions, rule: AccessRule, policy: AssurancePolicy): void {
   const schema = { ...(routeOptions.schema ?? {}) } as Record<string, unknown>;
-  schema.security = [{ bearerAuth: [] }];
+  schema.security = refusesApiKeys(rule) ? [{ bearerAuth: [] }] : [{ bearerAuth: [] }, { apiKeyAuth: [] }];
   const roles = [...(rule.rolesRequired ?? []), ...(rule.rolesAccepted ?? [])];
   const permissions = permissionsOf(rule);
   if (roles.length) schema['x-roles'] = roles;
   if (permissions.length) schema['x-permissions'] = permissions;
   if (rule.aal) schema['x-aal'] = rule.aal;
   if (rule.fresh) schema['x-fresh'] = true;
+  if (refusesApiKeys(rule)) schema['x-api-keys'] = false;
   let line = describeRule(rule);
   if (permissions.some((p) => policy.mfaRequiredPermissions.includes(p))) {
     line += ' Users with a second factor need it proved in the session (aal2; MFA_REQUIRED_PERMISSIONS).';
@@ -205,8 +220,10 @@ export const permissionsPlugin = fp(
     // check runs on every protected request, and most of its cost was the async plumbing.
     const checkFor = (rule: AccessRule): onRequestHookHandler => {
       const assured = assuranceCheck(rule, policy);
+      const keysRefused = refusesApiKeys(rule);
       const authorize = (request: FastifyRequest, principal: Principal): Error | undefined => {
         request.principal = principal;
+        if (principal.apiKey && keysRefused) return apiKeyNotAllowed();
         const missing = missingFor(rule, principal.access.roles, principal.access.permissions);
         if (missing.length) return problem('permission_denied', `Missing ${missing.join('; ')}.`);
         return assured?.(principal, Date.now() / 1000);
@@ -218,8 +235,11 @@ export const permissionsPlugin = fp(
         } catch (err) {
           return done(err as Error);
         }
-        if (cached) return done(authorize(request, cached));
-        app.authenticate(request).then((principal) => done(authorize(request, principal)), done);
+        // An API key's requests count against its own limit first, whatever the route answers.
+        const proceed = (principal: Principal) =>
+          principal.apiKey ? app.meterApiKey(principal, (refused) => done(refused ?? authorize(request, principal))) : done(authorize(request, principal));
+        if (cached) return proceed(cached);
+        app.authenticate(request).then(proceed, done);
       };
     };
 

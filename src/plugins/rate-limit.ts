@@ -2,9 +2,53 @@ import { createRequire } from 'node:module';
 import rateLimit, { type FastifyRateLimitStore } from '@fastify/rate-limit';
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import { Redis } from 'ioredis';
-import type { Config } from '../config.js';
-import { problem } from '../errors.js';
+import type { Config, RateLimitSetting } from '../config.js';
+import { problem, type ProblemError } from '../errors.js';
 import { clientIp } from './client-ip.js';
+
+/** Where the limits count: in memory for one instance, or one Redis shared by every instance. */
+export interface RateLimitBackend {
+  redis?: { client: Redis; store: new () => FastifyRateLimitStore };
+  /** Counts requests per API key, over every route (RATE_LIMIT_API_KEY). */
+  apiKeys: ApiKeyLimiter;
+  close(): Promise<void>;
+}
+
+/** Calls back with a rate_limited problem once a key has used up its budget, or with nothing. */
+export type ApiKeyLimiter = (keyId: string, done: (refused: ProblemError | undefined) => void) => void;
+
+/** Connects to REDIS_URL, if set, once for the per-IP limits and the per-key one. */
+export async function rateLimitBackend(config: Config, log: FastifyBaseLogger): Promise<RateLimitBackend> {
+  const redis = config.redisUrl ? await connectRedis(config.redisUrl, log) : undefined;
+  const store = redis ? redis.apiKeyStore : new LocalStore(false, false, 50_000);
+  return {
+    redis,
+    apiKeys: apiKeyLimiter(store, config.rateLimits.apiKey),
+    close: async () => {
+      if (redis) await redis.client.quit().catch(() => redis.client.disconnect());
+    },
+  };
+}
+
+function apiKeyLimiter(store: FastifyRateLimitStore, setting: RateLimitSetting): ApiKeyLimiter {
+  const windowMs = setting.windowSeconds * 1000;
+  return (keyId, done) => {
+    store.incr(
+      keyId,
+      (error, result) => {
+        // As for the per-IP limits: a store out of reach skips the limit (fail open); the store logged it.
+        if (error || !result || result.current <= setting.max) return done(undefined);
+        done(
+          problem('rate_limited', `Too many requests with this API key: at most ${setting.max} per ${setting.windowSeconds} s. Try again later.`, {
+            headers: { 'retry-after': String(Math.max(1, Math.ceil(result.ttl / 1000))) },
+          }),
+        );
+      },
+      windowMs,
+      setting.max,
+    );
+  };
+}
 
 /**
  * Per-client-IP limits for the routes that invite abuse (login, register, forgot, resend,
@@ -13,9 +57,8 @@ import { clientIp } from './client-ip.js';
  * by every instance, when REDIS_URL is set (and not applied while Redis is away: an outage of the
  * limits' store must not become one of login). Which IP is the client's follows TRUST_PROXY.
  */
-export async function useRateLimits(app: FastifyInstance, config: Config): Promise<void> {
-  const redis = config.redisUrl ? await connectRedis(config.redisUrl, app.log) : undefined;
-  if (redis) app.addHook('onClose', async () => void (await redis.client.quit().catch(() => redis.client.disconnect())));
+export async function useRateLimits(app: FastifyInstance, backend: RateLimitBackend): Promise<void> {
+  const { redis } = backend;
   await app.register(rateLimit, {
     global: false,
     keyGenerator: (request) => clientIp(request) ?? '',
@@ -45,7 +88,12 @@ const REDIS_START_WAIT_MS = 1500;
 /** One warn line per this long while Redis fails, however many requests it fails. */
 const REDIS_WARN_INTERVAL_MS = 10_000;
 
-// @fastify/rate-limit's own Redis store (its Lua script), which the package does not export by name.
+// @fastify/rate-limit's own stores (in memory; Redis with its Lua script), which the package does not export by name.
+const LocalStore = createRequire(import.meta.url)('@fastify/rate-limit/store/LocalStore.js') as new (
+  continueExceeding: boolean,
+  exponentialBackoff: boolean,
+  cache: number,
+) => FastifyRateLimitStore;
 const RedisStore = createRequire(import.meta.url)('@fastify/rate-limit/store/RedisStore.js') as new (
   continueExceeding: boolean,
   exponentialBackoff: boolean,
@@ -131,5 +179,5 @@ async function connectRedis(url: string, log: FastifyBaseLogger) {
       super(new RedisStore(false, false, client, 'gatehouse-rl-'));
     }
   };
-  return { client, store };
+  return { client, store, apiKeyStore: new LoggedStore(new RedisStore(false, false, client, 'gatehouse-rl-apikey-')) };
 }

@@ -163,6 +163,8 @@ const ADMIN_ROUTES: { method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE'; route
   { method: 'POST', route: '/admin/signing-keys', url: '/admin/signing-keys', payload: {}, permission: 'keys:manage', allowed: 201 },
   { method: 'POST', route: '/admin/signing-keys/:kid/activate', url: '/admin/signing-keys/nope/activate', payload: {}, permission: 'keys:manage', allowed: 404 },
   { method: 'POST', route: '/admin/signing-keys/:kid/revoke', url: '/admin/signing-keys/nope/revoke', payload: {}, permission: 'keys:manage', allowed: 404 },
+  { method: 'GET', route: '/admin/api-keys', url: '/admin/api-keys', permission: 'users:read', allowed: 200 },
+  { method: 'DELETE', route: '/admin/api-keys/:id', url: `/admin/api-keys/${UNKNOWN_ID}`, permission: 'users:write', allowed: 404 },
 ];
 
 eachDatabase('every admin route needs its own permission: a plain user is refused, an admin is not', async (t, kind) => {

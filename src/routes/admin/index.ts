@@ -2,6 +2,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import { problem } from '../../errors.js';
 import type { Gatehouse } from '../../services.js';
 import { noStore } from '../no-store.js';
+import { adminApiKeyRoutes } from './api-keys.js';
 import { adminAuditRoutes } from './audit.js';
 import { auditGrantRefusals } from './grant-refusals.js';
 import { adminPermissionRoutes } from './permissions.js';
@@ -16,7 +17,7 @@ export const adminRoutes: FastifyPluginAsync<{ gatehouse: Gatehouse }> = async (
     throw problem('not_found', `No route ${request.method} ${request.url.split('?')[0]}.`);
   });
   auditGrantRefusals(app, gatehouse);
-  for (const routes of [adminUserRoutes, adminRoleRoutes, adminPermissionRoutes, adminAuditRoutes, adminSigningKeyRoutes]) {
+  for (const routes of [adminUserRoutes, adminRoleRoutes, adminPermissionRoutes, adminAuditRoutes, adminSigningKeyRoutes, adminApiKeyRoutes]) {
     await app.register(routes, { gatehouse });
   }
 };

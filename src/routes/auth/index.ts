@@ -1,6 +1,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { Gatehouse } from '../../services.js';
 import { noStore } from '../no-store.js';
+import { apiKeyRoutes } from './api-keys.js';
 import { emailRoutes } from './email.js';
 import { loginRoute } from './login.js';
 import { logoutRoute } from './logout.js';
@@ -15,7 +16,7 @@ import { sessionRoutes } from './sessions.js';
 
 export const authRoutes: FastifyPluginAsync<{ gatehouse: Gatehouse }> = async (app, { gatehouse }) => {
   noStore(app);
-  const routes = [registerRoute, loginRoute, refreshRoute, logoutRoute, meRoute, emailRoutes, passwordRoutes, sessionRoutes, mfaRoutes, passkeyRoutes, reauthenticateRoute];
+  const routes = [registerRoute, loginRoute, refreshRoute, logoutRoute, meRoute, emailRoutes, passwordRoutes, sessionRoutes, mfaRoutes, passkeyRoutes, reauthenticateRoute, apiKeyRoutes];
   for (const route of routes) {
     await app.register(route, { gatehouse });
   }

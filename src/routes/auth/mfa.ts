@@ -30,7 +30,7 @@ export const mfaRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }> = as
   app.get(
     '/mfa',
     {
-      config: { authenticated: true },
+      config: { authenticated: true, ownCredentials: true },
       schema: {
         operationId: 'getMfaStatus',
         summary: 'Your second factors and recovery codes left',
@@ -68,7 +68,7 @@ export const mfaRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }> = as
   app.post(
     '/mfa/totp/confirm',
     {
-      config: { authenticated: true },
+      config: { authenticated: true, ownCredentials: true },
       schema: {
         operationId: 'confirmTotp',
         summary: 'Confirm the authenticator with its current code',

@@ -79,7 +79,7 @@ export const passwordRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }>
   app.post(
     '/password/change',
     {
-      config: { authenticated: true, rateLimit: perIp(gatehouse.config.rateLimits.login) },
+      config: { authenticated: true, ownCredentials: true, rateLimit: perIp(gatehouse.config.rateLimits.login) },
       schema: {
         operationId: 'changePassword',
         summary: 'Change the password',

@@ -13,7 +13,7 @@ export const reauthenticateRoute: FastifyPluginAsyncTypebox<{ gatehouse: Gatehou
   app.post(
     '/reauthenticate',
     {
-      config: { authenticated: true, rateLimit: perIp(gatehouse.config.rateLimits.login) },
+      config: { authenticated: true, ownCredentials: true, rateLimit: perIp(gatehouse.config.rateLimits.login) },
       schema: {
         operationId: 'reauthenticate',
         summary: 'Prove it is you again (step-up)',

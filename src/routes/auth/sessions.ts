@@ -14,7 +14,7 @@ export const sessionRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }> 
   app.get(
     '/sessions',
     {
-      config: { authenticated: true },
+      config: { authenticated: true, ownCredentials: true },
       schema: {
         operationId: 'listSessions',
         summary: "The caller's live sessions",
@@ -55,7 +55,7 @@ export const sessionRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }> 
   app.delete(
     '/sessions/:id',
     {
-      config: { authenticated: true },
+      config: { authenticated: true, ownCredentials: true },
       schema: {
         operationId: 'revokeSession',
         summary: 'End one of your sessions',
@@ -80,7 +80,7 @@ export const sessionRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }> 
   app.post(
     '/logout-all',
     {
-      config: { authenticated: true },
+      config: { authenticated: true, ownCredentials: true },
       schema: {
         operationId: 'logoutAll',
         summary: 'Log out of every session, this one included',

@@ -87,6 +87,10 @@ eachDatabase('every kind of security event lands in the audit log once, and neve
   const keyHolder = await registerUser(app);
   const passkey = await registerPasskey(app, keyHolder.accessToken, new SoftwareAuthenticator()); // passkey_registered
   t.equal((await app.inject({ method: 'DELETE', url: `/admin/users/${keyHolder.user.id}/passkeys/${passkey.id}`, headers: admin.headers })).statusCode, 204); // passkey_removed
+  const apiKey = await app.inject({ method: 'POST', url: '/auth/api-keys', headers: admin.headers, payload: { name: 'ci', permissions: ['users:read'] } }); // api_key_created
+  t.equal(apiKey.statusCode, 201);
+  const { id: apiKeyId, key } = apiKey.json<{ id: string; key: string }>();
+  t.equal((await app.inject({ method: 'DELETE', url: `/auth/api-keys/${apiKeyId}`, headers: admin.headers })).statusCode, 204); // api_key_revoked
   await app.gatehouse.background.idle();
 
   const events: Event[] = [];
@@ -113,6 +117,10 @@ eachDatabase('every kind of security event lands in the audit log once, and neve
       t.equal(events.filter((e) => e.type === type && e.userId === keyHolder.user.id).length, 1, `${type} recorded once`);
       continue;
     }
+    if (type.startsWith('api_key_')) {
+      t.equal(events.filter((e) => e.type === type && e.userId === admin.userId).length, 1, `${type} recorded once`);
+      continue;
+    }
     // About no user: counted over the whole log.
     if (type === 'role_permissions_changed' || type.startsWith('signing_key_')) {
       t.equal(events.filter((e) => e.type === type).length, expected[type] ?? 1, type);
@@ -126,7 +134,7 @@ eachDatabase('every kind of security event lands in the audit log once, and neve
   t.same(about('role_assigned')[0]!.detail, { role: 'admin' });
 
   const text = JSON.stringify(events);
-  for (const secret of [PASSWORD, 'a changed passphrase', 'a reset passphrase!', reset, third.refreshToken!, config.jwtSecret, enrolled.authenticator.secret, recoveryCode!]) {
+  for (const secret of [PASSWORD, 'a changed passphrase', 'a reset passphrase!', reset, third.refreshToken!, config.jwtSecret, enrolled.authenticator.secret, recoveryCode!, key, key.slice(16)]) {
     t.notOk(text.includes(secret), 'no secret in the audit log');
   }
   t.notMatch(text, /\$2[aby]\$/, 'no hash in the audit log');
