@@ -26,6 +26,8 @@ export interface PreparedMessage {
   refreshTokens: string[];
   /** Access token of a plain user (role `user`, permission `read`). */
   userToken: string;
+  /** An API key of the same user, listing the permission `read`. */
+  userApiKey: string;
   /** Access token of an admin (ensureAdmin). */
   adminToken: string;
   prepareMs: number;

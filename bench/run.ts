@@ -87,6 +87,7 @@ const cpuProfDir = process.env.BENCH_CPU_PROF ? resolve(process.env.BENCH_CPU_PR
 const TARGETS = {
   protectedRatio: 0.85,
   meRatio: 0.7,
+  apiKeyRatio: 0.8,
   loginRatio: 0.95,
   stormP99Ms: 50,
   refreshRps: 1500,
@@ -377,13 +378,14 @@ function cycle<T>(items: T[]): () => T {
   return () => items[i++ % items.length]!;
 }
 
-const SCENARIOS = ['baseline', 'protected', 'me', 'refresh', 'login', 'admin-users', 'storm'] as const;
+const SCENARIOS = ['baseline', 'protected', 'me', 'apikey', 'refresh', 'login', 'admin-users', 'storm'] as const;
 type ScenarioName = (typeof SCENARIOS)[number];
 
 const TITLES: Record<string, string> = {
   baseline: '1. baseline: public no-op route',
   protected: "2. protected: no-op route, permission 'read'",
   me: '3. GET /auth/me',
+  apikey: "3b. protected, with an API key (X-API-Key)",
   refresh: '4. POST /auth/refresh (fresh token each)',
   login: `5. POST /auth/login (${options.loginConnections} connections)`,
   bcrypt: `   bcrypt.compare rate, cost ${options.bcryptCost} (driver, all cores)`,
@@ -491,12 +493,13 @@ async function measureLogin(ctx: Context, pepper: string, rounds: number): Promi
   };
 }
 
-/** The autocannon options of the three read scenarios. */
+/** The autocannon options of the read scenarios. */
 function readScenario(name: ScenarioName, { base, ready }: Context): { name: string; opts: autocannon.Options } {
   const common = { connections: options.connections, duration: options.duration };
   const userAuth = { authorization: `Bearer ${ready.userToken}` };
-  const urls: Partial<Record<ScenarioName, string>> = { baseline: '/baseline', protected: '/protected', me: '/auth/me' };
-  return { name, opts: { ...common, url: `${base}${urls[name]!}`, ...(name === 'baseline' ? {} : { headers: userAuth }) } };
+  const urls: Partial<Record<ScenarioName, string>> = { baseline: '/baseline', protected: '/protected', me: '/auth/me', apikey: '/protected' };
+  const headers = name === 'baseline' ? undefined : name === 'apikey' ? { 'x-api-key': ready.userApiKey } : userAuth;
+  return { name, opts: { ...common, url: `${base}${urls[name]!}`, ...(headers ? { headers } : {}) } };
 }
 
 async function runScenario(name: ScenarioName, ctx: Context, pools: { refresh: string[] }): Promise<Measured[]> {
@@ -506,7 +509,8 @@ async function runScenario(name: ScenarioName, ctx: Context, pools: { refresh: s
   switch (name) {
     case 'baseline':
     case 'protected':
-    case 'me': {
+    case 'me':
+    case 'apikey': {
       const { opts } = readScenario(name, ctx);
       return [await measure(name, opts, server)];
     }
@@ -583,6 +587,7 @@ function targetsOf(byName: Map<string, Measured>, bcryptPerSec: number | undefin
   };
   ratio('protected / baseline', rps('protected'), rps('baseline'), TARGETS.protectedRatio);
   ratio('/auth/me / baseline', rps('me'), rps('baseline'), TARGETS.meRatio);
+  ratio('protected with an API key / baseline', rps('apikey'), rps('baseline'), TARGETS.apiKeyRatio);
   ratio('login / bcrypt compare rate', rps('login'), bcryptPerSec, TARGETS.loginRatio);
   const probe = byName.get('storm-probe');
   if (probe) targets.push({ name: 'protected p99 during login storm', measured: probe.p99Ms, unit: ' ms', goal: `< ${TARGETS.stormP99Ms} ms`, pass: probe.p99Ms < TARGETS.stormP99Ms });
@@ -654,6 +659,7 @@ async function main(): Promise<number> {
     // All the load comes from one address: per-IP limits would answer 429 (they still run, and cost).
     RATE_LIMIT_LOGIN: '1000000000/1s',
     RATE_LIMIT_REFRESH: '1000000000/1s',
+    RATE_LIMIT_API_KEY: '1000000000/1s',
     ...(database.url ? { DATABASE_URL: database.url } : {}),
     BENCH_USERS: String(options.users),
     BENCH_REFRESH_TOKENS: String(selected.includes('refresh') ? refreshPool : options.connections),
@@ -695,13 +701,14 @@ async function main(): Promise<number> {
           { method: 'GET', path: '/baseline' },
           { method: 'GET', path: '/protected', headers: { authorization: `Bearer ${ready.userToken}` } },
           { method: 'GET', path: '/auth/me', headers: { authorization: `Bearer ${ready.userToken}` } },
+          { method: 'GET', path: '/protected', headers: { 'x-api-key': ready.userApiKey } },
         ],
       },
       server.pid,
     );
     const pools = { refresh: [...ready.refreshTokens] };
-    // The three whose ratios are targets run interleaved, as one step, where the first of them was.
-    const RATIOS: ScenarioName[] = ['baseline', 'protected', 'me'];
+    // The read scenarios whose ratios are targets run interleaved, as one step, where the first of them was.
+    const RATIOS: ScenarioName[] = ['baseline', 'protected', 'me', 'apikey'];
     const interleaved = selected.filter((name) => RATIOS.includes(name));
     for (const name of selected) {
       if (interleaved.length > 1 && interleaved.includes(name)) {

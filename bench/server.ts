@@ -16,6 +16,7 @@ import { DEFAULT_ROLE } from '../src/db/seed.js';
 import { ensureAdmin } from '../src/domain/admin-bootstrap.js';
 import { openSession } from '../src/domain/sessions.js';
 import { createUser } from '../src/domain/users.js';
+import { createApiKey } from '../src/domain/api-keys.js';
 import { errorsPlugin, gatehousePlugin, loadConfig } from '../src/index.js';
 import { ADMIN_EMAIL, PASSWORD, READER_EMAIL, USER_AGENT, bulkEmail, type DriverMessage, type ProfileMessage, type ServerMessage } from './protocol.js';
 
@@ -111,6 +112,7 @@ async function prepare(app: FastifyInstance, userCount: number, refreshCount: nu
     loginEmails: Array.from({ length: userCount }, (_, i) => bulkEmail(i)),
     refreshTokens,
     userToken: app.signAccessToken({ sub: reader!.id, sid: readerSession.session.id, ...passwordClaims() }),
+    userApiKey: (await createApiKey(db, app.gatehouse.apiKeyHashKey, { userId: reader!.id, name: 'bench', permissions: ['read'] })).key,
     adminToken: app.signAccessToken({ sub: adminId, sid: adminSession.session.id, ...passwordClaims() }),
   };
 }

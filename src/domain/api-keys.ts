@@ -198,12 +198,14 @@ export class ApiKeys {
   }
 
   /** Records the key's use, in the database at most once a minute per key (and per instance, by the row). */
-  used(entry: ApiKeyEntry, ip: string | null): void {
+  used(entry: ApiKeyEntry, ipOf: () => string | null): void {
     const now = Date.now();
     const last = this.lastWritten.get(entry.id);
     if (last !== undefined && now - last < LAST_USED_INTERVAL_MS) return;
     if (this.lastWritten.size >= 50_000) this.lastWritten.delete(this.lastWritten.keys().next().value!);
     this.lastWritten.set(entry.id, now);
+    // Asked for only when written: reading the client address costs on every request otherwise.
+    const ip = ipOf();
     this.runInBackground('api key last use', async () => {
       await this.db
         .update(apiKeys)

@@ -163,7 +163,7 @@ export const authPlugin = fp(
     const keyPrincipal = (request: FastifyRequest, entry: ApiKeyEntry, owner: UserAccess | undefined): Principal => {
       const effective = apiKeys.effectiveAccess(entry, owner);
       if (!effective) throw apiKeyInvalid();
-      apiKeys.used(entry, clientIp(request) ?? null);
+      apiKeys.used(entry, () => clientIp(request) ?? null);
       return { userId: entry.userId, sessionId: '', access: effective, aal: 'aal1', amr: [], authTime: 0, apiKey: { id: entry.id, keyId: entry.keyId, owner: owner! } };
     };
     const parsedApiKey = (presented: string) => {

@@ -7,7 +7,7 @@ import tap from 'tap';
 import { DATABASE_KINDS } from '../helpers/databases.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-const SCENARIOS = ['baseline', 'protected', 'me', 'refresh', 'login', 'admin-users', 'storm-probe', 'storm-login'];
+const SCENARIOS = ['baseline', 'protected', 'me', 'apikey', 'refresh', 'login', 'admin-users', 'storm-probe', 'storm-login'];
 
 interface Report {
   ok: boolean;
