@@ -8,6 +8,7 @@ import { buildTestApp, eachDatabase, type Test } from '../../helpers/app.js';
 import { openTestDatabase, type DatabaseKind } from '../../helpers/databases.js';
 import { assertProblem } from '../../helpers/problems.js';
 import { PASSWORD, bearer, login } from '../../helpers/users.js';
+import { startRedisServer } from '../../helpers/servers.js';
 import { until } from '../../helpers/wait.js';
 
 const KEY_FORMAT = /^gh_[a-z2-7]{12}_[A-Za-z0-9_-]{43}$/;
@@ -249,4 +250,23 @@ eachDatabase('keys never appear in log lines', async (t, kind) => {
   t.ok(logLines.length > 5, `requests were logged (${logLines.length} lines)`);
   t.notOk(logLines.some((line) => line.includes(secret)), 'no line holds the secret');
   t.notOk(logLines.some((line) => line.includes('A'.repeat(43))), 'nor a wrong one');
+});
+
+eachDatabase("with REDIS_URL, a key's budget is shared by every instance", async (t, kind) => {
+  const redis = await startRedisServer(t);
+  const shared = await openTestDatabase(kind);
+  const env = { REDIS_URL: redis.url, RATE_LIMIT_API_KEY: '3/1m' };
+  const a = (await buildTestApp(t, kind, { database: shared, env })).app;
+  const b = (await buildTestApp(t, kind, { database: shared, env })).app;
+  t.teardown(async () => {
+    await a.close();
+    await b.close();
+    await shared.drop();
+  });
+  const owner = await userWithPermissions(a, ['users:read']);
+  const { key } = await createKey(a, owner, ['users:read']);
+  t.equal((await a.inject({ url: '/auth/me', headers: withKey(key) })).statusCode, 200);
+  t.equal((await b.inject({ url: '/auth/me', headers: withKey(key) })).statusCode, 200);
+  t.equal((await a.inject({ url: '/auth/me', headers: withKey(key) })).statusCode, 200);
+  assertProblem(t, await b.inject({ url: '/auth/me', headers: withKey(key) }), 429, 'rate_limited', 'the fourth request, on the other instance');
 });
