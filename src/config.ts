@@ -40,6 +40,7 @@ export const EnvSchema = Type.Object({
   JWKS_MAX_AGE: Type.String({ ...Duration, default: '300s' }),
   ACCESS_TOKEN_TTL: Type.String({ ...Duration, default: '15m' }),
   REFRESH_TOKEN_TTL: Type.String({ ...Duration, default: '7d' }),
+  IMPERSONATION_TTL: Type.String({ ...Duration, default: '15m', description: 'lifetime of an impersonation token (and its session): no refresh' }),
   SESSION_MAX_AGE: Type.String({ ...Duration, default: '90d' }),
   REFRESH_REUSE_GRACE: Type.String({ ...Duration, default: '10s' }),
   AUTHZ_CACHE_TTL: Type.String({ ...Duration, default: '30s' }),
@@ -116,6 +117,8 @@ export interface Config {
   /** All durations in seconds. */
   accessTokenTtl: number;
   refreshTokenTtl: number;
+  /** An admin's impersonation token, and its session: not refreshable. */
+  impersonationTtl: number;
   sessionMaxAge: number;
   refreshReuseGrace: number;
   authzCacheTtl: number;
@@ -237,6 +240,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, warn: (msg: str
     jwksMaxAge: duration('JWKS_MAX_AGE'),
     accessTokenTtl,
     refreshTokenTtl: duration('REFRESH_TOKEN_TTL'),
+    impersonationTtl: atLeastOneSecond('IMPERSONATION_TTL'),
     sessionMaxAge: duration('SESSION_MAX_AGE'),
     refreshReuseGrace: duration('REFRESH_REUSE_GRACE'),
     authzCacheTtl: duration('AUTHZ_CACHE_TTL'),

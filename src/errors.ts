@@ -18,6 +18,8 @@ export const PROBLEMS = {
   api_key_invalid: { status: 401, title: 'Invalid API key' },
   // API keys never reach fresh or aal2 routes, nor those that manage keys, passwords, email or second factors.
   api_key_not_allowed: { status: 403, title: 'Not allowed with an API key' },
+  // While an admin impersonates a user: fresh/aal2 routes and those that manage credentials (keys, nested impersonation).
+  impersonation_restricted: { status: 403, title: 'Not allowed while impersonating' },
   account_disabled: { status: 403, title: 'Account disabled' },
   email_not_confirmed: { status: 403, title: 'Email not confirmed' },
   weak_password: { status: 400, title: 'Password too weak' },

@@ -232,7 +232,7 @@ export interface paths {
          * Change the email address
          * @description Mails a confirmation link to the new address, and a notice to the current one; the email changes only when that link is used. An address another account has gets the same 202 and no mail (the link never comes), so the answer does not tell whether an address is registered. A wrong password counts toward the login lockout (429 login_locked).
          *
-         *     Requires a Bearer access token with a factor proved within REAUTH_MAX_AGE (403 reauthentication_required otherwise: POST /auth/reauthenticate). API keys are refused (403 api_key_not_allowed).
+         *     Requires a Bearer access token with a factor proved within REAUTH_MAX_AGE (403 reauthentication_required otherwise: POST /auth/reauthenticate). API keys are refused (403 api_key_not_allowed), and so are impersonation tokens (403 impersonation_restricted).
          */
         post: operations["changeEmail"];
         delete?: never;
@@ -294,7 +294,7 @@ export interface paths {
          * Change the password
          * @description Logs out every other session of the user (this one stays), and ends every reset link and a pending email change. A wrong current password counts toward the login lockout (429 login_locked).
          *
-         *     Requires a Bearer access token. API keys are refused (403 api_key_not_allowed).
+         *     Requires a Bearer access token. API keys are refused (403 api_key_not_allowed), and so are impersonation tokens (403 impersonation_restricted).
          */
         post: operations["changePassword"];
         delete?: never;
@@ -312,7 +312,7 @@ export interface paths {
         };
         /**
          * The caller's live sessions
-         * @description Requires a Bearer access token. API keys are refused (403 api_key_not_allowed).
+         * @description Requires a Bearer access token. API keys are refused (403 api_key_not_allowed), and so are impersonation tokens (403 impersonation_restricted).
          */
         get: operations["listSessions"];
         put?: never;
@@ -335,7 +335,7 @@ export interface paths {
         post?: never;
         /**
          * End one of your sessions
-         * @description Requires a Bearer access token. API keys are refused (403 api_key_not_allowed).
+         * @description Requires a Bearer access token. API keys are refused (403 api_key_not_allowed), and so are impersonation tokens (403 impersonation_restricted).
          */
         delete: operations["revokeSession"];
         options?: never;
@@ -354,7 +354,7 @@ export interface paths {
         put?: never;
         /**
          * Log out of every session, this one included
-         * @description Requires a Bearer access token. API keys are refused (403 api_key_not_allowed).
+         * @description Requires a Bearer access token. API keys are refused (403 api_key_not_allowed), and so are impersonation tokens (403 impersonation_restricted).
          */
         post: operations["logoutAll"];
         delete?: never;
@@ -372,7 +372,7 @@ export interface paths {
         };
         /**
          * Your second factors and recovery codes left
-         * @description Requires a Bearer access token. API keys are refused (403 api_key_not_allowed).
+         * @description Requires a Bearer access token. API keys are refused (403 api_key_not_allowed), and so are impersonation tokens (403 impersonation_restricted).
          */
         get: operations["getMfaStatus"];
         put?: never;
@@ -396,7 +396,7 @@ export interface paths {
          * Start enrolling an authenticator app
          * @description Answers a new secret and its otpauth:// URI (show it as a QR code). Nothing changes for logins until POST /auth/mfa/totp/confirm proves the app shows the right codes, within 10 minutes. A new enroll replaces an unconfirmed one; a confirmed authenticator must be removed first (409 mfa_already_enrolled).
          *
-         *     Requires a Bearer access token with a factor proved within REAUTH_MAX_AGE (403 reauthentication_required otherwise: POST /auth/reauthenticate). API keys are refused (403 api_key_not_allowed).
+         *     Requires a Bearer access token with a factor proved within REAUTH_MAX_AGE (403 reauthentication_required otherwise: POST /auth/reauthenticate). API keys are refused (403 api_key_not_allowed), and so are impersonation tokens (403 impersonation_restricted).
          */
         post: operations["enrollTotp"];
         delete?: never;
@@ -418,7 +418,7 @@ export interface paths {
          * Confirm the authenticator with its current code
          * @description From now on every login of the user takes a second step. Answers ten recovery codes, shown this once, and a new access token for this session, now at aal2 (keep the refresh token you have: it carries aal2 too). The user’s other sessions stay aal1 until they prove the factor (POST /auth/reauthenticate with a code).
          *
-         *     Requires a Bearer access token. API keys are refused (403 api_key_not_allowed).
+         *     Requires a Bearer access token. API keys are refused (403 api_key_not_allowed), and so are impersonation tokens (403 impersonation_restricted).
          */
         post: operations["confirmTotp"];
         delete?: never;
@@ -441,7 +441,7 @@ export interface paths {
          * Remove the authenticator
          * @description Its recovery codes go too, and every session of the user is back to aal1 (their next refresh issues aal1 tokens).
          *
-         *     Requires a Bearer access token with a second factor proved in the session (aal2; 403 insufficient_aal otherwise); a factor proved within REAUTH_MAX_AGE (403 reauthentication_required otherwise: POST /auth/reauthenticate). API keys are refused (403 api_key_not_allowed).
+         *     Requires a Bearer access token with a second factor proved in the session (aal2; 403 insufficient_aal otherwise); a factor proved within REAUTH_MAX_AGE (403 reauthentication_required otherwise: POST /auth/reauthenticate). API keys are refused (403 api_key_not_allowed), and so are impersonation tokens (403 impersonation_restricted).
          */
         delete: operations["removeTotp"];
         options?: never;
@@ -462,7 +462,7 @@ export interface paths {
          * New recovery codes
          * @description Ten new codes, shown this once; the old ones, used or not, stop working.
          *
-         *     Requires a Bearer access token with a second factor proved in the session (aal2; 403 insufficient_aal otherwise); a factor proved within REAUTH_MAX_AGE (403 reauthentication_required otherwise: POST /auth/reauthenticate). API keys are refused (403 api_key_not_allowed).
+         *     Requires a Bearer access token with a second factor proved in the session (aal2; 403 insufficient_aal otherwise); a factor proved within REAUTH_MAX_AGE (403 reauthentication_required otherwise: POST /auth/reauthenticate). API keys are refused (403 api_key_not_allowed), and so are impersonation tokens (403 impersonation_restricted).
          */
         post: operations["regenerateRecoveryCodes"];
         delete?: never;
@@ -504,7 +504,7 @@ export interface paths {
          * Start registering a passkey
          * @description Answers options for navigator.credentials.create() (a discoverable credential with user verification, attestation none, your passkeys excluded) and a challengeId for POST /auth/passkeys/registration/verify, valid once, for WEBAUTHN_CHALLENGE_TTL. 409 passkey_limit_reached at PASSKEYS_MAX_PER_USER.
          *
-         *     Requires a Bearer access token with a factor proved within REAUTH_MAX_AGE (403 reauthentication_required otherwise: POST /auth/reauthenticate). API keys are refused (403 api_key_not_allowed).
+         *     Requires a Bearer access token with a factor proved within REAUTH_MAX_AGE (403 reauthentication_required otherwise: POST /auth/reauthenticate). API keys are refused (403 api_key_not_allowed), and so are impersonation tokens (403 impersonation_restricted).
          */
         post: operations["startPasskeyRegistration"];
         delete?: never;
@@ -569,7 +569,7 @@ export interface paths {
          * Remove a passkey
          * @description It signs in no more. When it was your last second factor, your sessions are back to aal1.
          *
-         *     Requires a Bearer access token with a factor proved within REAUTH_MAX_AGE (403 reauthentication_required otherwise: POST /auth/reauthenticate). API keys are refused (403 api_key_not_allowed).
+         *     Requires a Bearer access token with a factor proved within REAUTH_MAX_AGE (403 reauthentication_required otherwise: POST /auth/reauthenticate). API keys are refused (403 api_key_not_allowed), and so are impersonation tokens (403 impersonation_restricted).
          */
         delete: operations["removePasskey"];
         options?: never;
@@ -634,7 +634,7 @@ export interface paths {
          * Prove it is you again (step-up)
          * @description For routes that need a recently proved factor (403 reauthentication_required): with the password, with a code of the authenticator, which also raises the session to aal2, or with a passkey (options from POST /auth/passkeys/authentication/options), which raises it to aal2 when PASSKEY_COUNTS_AS_MFA. Answers a new access token for the same session with auth_time now; the refresh token stays as it is and carries the new assurance. A wrong password counts toward the login lockout (429 login_locked), a wrong code or passkey toward the code lockout (429 mfa_locked); a passkey that is not yours or does not verify is 401 passkey_invalid, a used or expired challenge 400 webauthn_challenge_invalid.
          *
-         *     Requires a Bearer access token. API keys are refused (403 api_key_not_allowed).
+         *     Requires a Bearer access token. API keys are refused (403 api_key_not_allowed), and so are impersonation tokens (403 impersonation_restricted).
          */
         post: operations["reauthenticate"];
         delete?: never;
@@ -652,7 +652,7 @@ export interface paths {
         };
         /**
          * Your API keys (never their secrets)
-         * @description Requires a Bearer access token. API keys are refused (403 api_key_not_allowed).
+         * @description Requires a Bearer access token. API keys are refused (403 api_key_not_allowed), and so are impersonation tokens (403 impersonation_restricted).
          */
         get: operations["listApiKeys"];
         put?: never;
@@ -660,7 +660,7 @@ export interface paths {
          * Create an API key for your scripts and services
          * @description Answers the key once: store it then. It acts as you with at most the permissions listed, each of which you must hold (403 exceeds_own_permissions); from then on with only those you still hold, so a key never does more than its owner.
          *
-         *     Requires a Bearer access token with a factor proved within REAUTH_MAX_AGE (403 reauthentication_required otherwise: POST /auth/reauthenticate). API keys are refused (403 api_key_not_allowed).
+         *     Requires a Bearer access token with a factor proved within REAUTH_MAX_AGE (403 reauthentication_required otherwise: POST /auth/reauthenticate). API keys are refused (403 api_key_not_allowed), and so are impersonation tokens (403 impersonation_restricted).
          */
         post: operations["createApiKey"];
         delete?: never;
@@ -683,7 +683,7 @@ export interface paths {
          * Revoke one of your API keys
          * @description Refused from the next request on, on every instance. Idempotent.
          *
-         *     Requires a Bearer access token. API keys are refused (403 api_key_not_allowed).
+         *     Requires a Bearer access token. API keys are refused (403 api_key_not_allowed), and so are impersonation tokens (403 impersonation_restricted).
          */
         delete: operations["revokeApiKey"];
         options?: never;
@@ -1008,13 +1008,13 @@ export interface paths {
          * List signing keys
          * @description Every key of signing_keys, revoked ones included, with its public JWK only (under JWT_PRIVATE_KEYS: the configured keys; under HS256: none).
          *
-         *     Requires a Bearer access token with permissions keys:manage; a factor proved within REAUTH_MAX_AGE (403 reauthentication_required otherwise: POST /auth/reauthenticate). API keys are refused (403 api_key_not_allowed).
+         *     Requires a Bearer access token with permissions keys:manage; a factor proved within REAUTH_MAX_AGE (403 reauthentication_required otherwise: POST /auth/reauthenticate). API keys are refused (403 api_key_not_allowed), and so are impersonation tokens (403 impersonation_restricted).
          */
         get: operations["listSigningKeys"];
         put?: never;
         /**
          * Create a signing key (next: published, not signing yet)
-         * @description Requires a Bearer access token with permissions keys:manage; a factor proved within REAUTH_MAX_AGE (403 reauthentication_required otherwise: POST /auth/reauthenticate). API keys are refused (403 api_key_not_allowed).
+         * @description Requires a Bearer access token with permissions keys:manage; a factor proved within REAUTH_MAX_AGE (403 reauthentication_required otherwise: POST /auth/reauthenticate). API keys are refused (403 api_key_not_allowed), and so are impersonation tokens (403 impersonation_restricted).
          */
         post: operations["createSigningKey"];
         delete?: never;
@@ -1036,7 +1036,7 @@ export interface paths {
          * Make a key current: it signs from now on, the previous current key is retired (still verifies)
          * @description 409 key_not_published_long_enough while the key has been published for less than JWKS_MAX_AGE, unless force is true.
          *
-         *     Requires a Bearer access token with permissions keys:manage; a factor proved within REAUTH_MAX_AGE (403 reauthentication_required otherwise: POST /auth/reauthenticate). API keys are refused (403 api_key_not_allowed).
+         *     Requires a Bearer access token with permissions keys:manage; a factor proved within REAUTH_MAX_AGE (403 reauthentication_required otherwise: POST /auth/reauthenticate). API keys are refused (403 api_key_not_allowed), and so are impersonation tokens (403 impersonation_restricted).
          */
         post: operations["activateSigningKey"];
         delete?: never;
@@ -1058,7 +1058,7 @@ export interface paths {
          * Revoke a key: no longer published nor accepted, at once on every instance
          * @description Tokens it signed are refused from the next request on. 409 signing_key_current for the current key.
          *
-         *     Requires a Bearer access token with permissions keys:manage; a factor proved within REAUTH_MAX_AGE (403 reauthentication_required otherwise: POST /auth/reauthenticate). API keys are refused (403 api_key_not_allowed).
+         *     Requires a Bearer access token with permissions keys:manage; a factor proved within REAUTH_MAX_AGE (403 reauthentication_required otherwise: POST /auth/reauthenticate). API keys are refused (403 api_key_not_allowed), and so are impersonation tokens (403 impersonation_restricted).
          */
         post: operations["revokeSigningKey"];
         delete?: never;
@@ -1111,6 +1111,28 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/admin/users/{id}/impersonate": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Act as a user for a while (support)
+         * @description Answers an access token that acts as the user for IMPERSONATION_TTL, with no refresh token; its `act` claim names you. You must hold every permission the user holds (403 exceeds_own_permissions). With it, fresh and aal2 routes and those that manage credentials (API keys, password, email, second factors, sessions, impersonation) answer 403 impersonation_restricted. Audited: the start (impersonation_started, with your reason) and every request made with the token (impersonated_request). The user sees the session in GET /auth/sessions; POST /auth/logout with the token ends it.
+         *
+         *     Requires a Bearer access token with permissions users:impersonate; for users with a second factor, that factor proved in the session (aal2; 403 insufficient_aal otherwise); a factor proved within REAUTH_MAX_AGE (403 reauthentication_required otherwise: POST /auth/reauthenticate). API keys are refused (403 api_key_not_allowed), and so are impersonation tokens (403 impersonation_restricted).
+         */
+        post: operations["impersonateUser"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -1126,7 +1148,7 @@ export interface components {
             status: number;
             detail: string;
             /** @enum {string} */
-            code: "validation_failed" | "invalid_json" | "token_missing" | "token_invalid" | "token_expired" | "session_revoked" | "invalid_credentials" | "invalid_refresh_token" | "refresh_token_expired" | "refresh_token_reused" | "api_key_invalid" | "api_key_not_allowed" | "account_disabled" | "email_not_confirmed" | "weak_password" | "csrf_failed" | "permission_denied" | "exceeds_own_permissions" | "insufficient_aal" | "reauthentication_required" | "mfa_enrollment_required" | "mfa_token_invalid" | "mfa_code_invalid" | "mfa_already_enrolled" | "mfa_not_enrolled" | "webauthn_challenge_invalid" | "webauthn_verification_failed" | "passkey_invalid" | "passkey_limit_reached" | "passkey_exists" | "not_found" | "method_not_allowed" | "email_taken" | "role_exists" | "permission_exists" | "role_in_use" | "built_in_role" | "last_admin" | "concurrent_change" | "key_not_published_long_enough" | "signing_key_current" | "signing_key_revoked" | "signing_keys_unmanaged" | "payload_too_large" | "unsupported_media_type" | "http_error" | "rate_limited" | "login_locked" | "mfa_locked" | "internal_error" | "service_unavailable" | "shutting_down";
+            code: "validation_failed" | "invalid_json" | "token_missing" | "token_invalid" | "token_expired" | "session_revoked" | "invalid_credentials" | "invalid_refresh_token" | "refresh_token_expired" | "refresh_token_reused" | "api_key_invalid" | "api_key_not_allowed" | "impersonation_restricted" | "account_disabled" | "email_not_confirmed" | "weak_password" | "csrf_failed" | "permission_denied" | "exceeds_own_permissions" | "insufficient_aal" | "reauthentication_required" | "mfa_enrollment_required" | "mfa_token_invalid" | "mfa_code_invalid" | "mfa_already_enrolled" | "mfa_not_enrolled" | "webauthn_challenge_invalid" | "webauthn_verification_failed" | "passkey_invalid" | "passkey_limit_reached" | "passkey_exists" | "not_found" | "method_not_allowed" | "email_taken" | "role_exists" | "permission_exists" | "role_in_use" | "built_in_role" | "last_admin" | "concurrent_change" | "key_not_published_long_enough" | "signing_key_current" | "signing_key_revoked" | "signing_keys_unmanaged" | "payload_too_large" | "unsupported_media_type" | "http_error" | "rate_limited" | "login_locked" | "mfa_locked" | "internal_error" | "service_unavailable" | "shutting_down";
             instance?: string;
             /** @description Present on validation_failed: one entry per offending field */
             errors?: {
@@ -1210,6 +1232,18 @@ export interface components {
             lastUsedAt: string;
             /** @description The session of the access token that asked */
             current: boolean;
+            /** @description Set when an admin opened this session to act as you (support): it ends by itself at expiresAt */
+            impersonation: {
+                /**
+                 * Format: uuid
+                 * @description The admin acting as you
+                 */
+                adminId: string;
+                /** @description Why, as they gave it */
+                reason: string;
+                /** Format: date-time */
+                expiresAt: string;
+            } | null;
         };
         /** Passkey */
         Passkey: {
@@ -1273,7 +1307,7 @@ export interface components {
              * @description The fixed list of security event types
              * @enum {string}
              */
-            type: "registered" | "login_succeeded" | "login_failed" | "locked_out" | "refresh_reused" | "logout" | "password_changed" | "password_reset" | "email_confirmed" | "email_change_requested" | "role_assigned" | "role_removed" | "role_permissions_changed" | "user_deactivated" | "user_reactivated" | "user_deleted" | "sessions_revoked" | "grant_refused" | "signing_key_created" | "signing_key_activated" | "signing_key_revoked" | "mfa_enrolled" | "mfa_disabled" | "mfa_failed" | "mfa_locked" | "mfa_reset" | "recovery_code_used" | "recovery_codes_regenerated" | "reauthenticated" | "passkey_registered" | "passkey_removed" | "api_key_created" | "api_key_revoked";
+            type: "registered" | "login_succeeded" | "login_failed" | "locked_out" | "refresh_reused" | "logout" | "password_changed" | "password_reset" | "email_confirmed" | "email_change_requested" | "role_assigned" | "role_removed" | "role_permissions_changed" | "user_deactivated" | "user_reactivated" | "user_deleted" | "sessions_revoked" | "grant_refused" | "signing_key_created" | "signing_key_activated" | "signing_key_revoked" | "mfa_enrolled" | "mfa_disabled" | "mfa_failed" | "mfa_locked" | "mfa_reset" | "recovery_code_used" | "recovery_codes_regenerated" | "reauthenticated" | "passkey_registered" | "passkey_removed" | "api_key_created" | "api_key_revoked" | "impersonation_started" | "impersonated_request";
             /** Format: date-time */
             at: string;
             /** @description Who acted, when authenticated */
@@ -2529,7 +2563,8 @@ export interface operations {
                      *           "ip": "203.0.113.7",
                      *           "createdAt": "2026-01-15T09:30:00.000Z",
                      *           "lastUsedAt": "2026-01-15T10:05:00.000Z",
-                     *           "current": true
+                     *           "current": true,
+                     *           "impersonation": null
                      *         }
                      *       ]
                      *     }
@@ -5659,7 +5694,7 @@ export interface operations {
                  * @description The fixed list of security event types
                  * @example login_failed
                  */
-                type?: "registered" | "login_succeeded" | "login_failed" | "locked_out" | "refresh_reused" | "logout" | "password_changed" | "password_reset" | "email_confirmed" | "email_change_requested" | "role_assigned" | "role_removed" | "role_permissions_changed" | "user_deactivated" | "user_reactivated" | "user_deleted" | "sessions_revoked" | "grant_refused" | "signing_key_created" | "signing_key_activated" | "signing_key_revoked" | "mfa_enrolled" | "mfa_disabled" | "mfa_failed" | "mfa_locked" | "mfa_reset" | "recovery_code_used" | "recovery_codes_regenerated" | "reauthenticated" | "passkey_registered" | "passkey_removed" | "api_key_created" | "api_key_revoked";
+                type?: "registered" | "login_succeeded" | "login_failed" | "locked_out" | "refresh_reused" | "logout" | "password_changed" | "password_reset" | "email_confirmed" | "email_change_requested" | "role_assigned" | "role_removed" | "role_permissions_changed" | "user_deactivated" | "user_reactivated" | "user_deleted" | "sessions_revoked" | "grant_refused" | "signing_key_created" | "signing_key_activated" | "signing_key_revoked" | "mfa_enrolled" | "mfa_disabled" | "mfa_failed" | "mfa_locked" | "mfa_reset" | "recovery_code_used" | "recovery_codes_regenerated" | "reauthenticated" | "passkey_registered" | "passkey_removed" | "api_key_created" | "api_key_revoked" | "impersonation_started" | "impersonated_request";
                 /**
                  * @description Only events at or after this instant
                  * @example 2026-01-15T00:00:00Z
@@ -6392,6 +6427,115 @@ export interface operations {
             };
             /** @description Not found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    impersonateUser: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @example 0f8fad5b-d9cb-469f-a165-70867728950e */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "reason": "Ticket #4711: the user cannot see their invoices"
+                 *     }
+                 */
+                "application/json": {
+                    /** @description Why: kept in the audit log, and shown to the user beside the session */
+                    reason: string;
+                };
+            };
+        };
+        responses: {
+            /** @description A token acting as the user */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "accessToken": "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIwZjhmYWQ1Yi1kOWNiLTQ2OWYtYTE2NS03MDg2NzcyODk1MGUifQ.5mhBHqs5_DTLdINd9p5m7ZJ6XD0Xc55kIaCRY5r6HRA",
+                     *       "expiresIn": 900
+                     *     }
+                     */
+                    "application/json": {
+                        /** @description Acts as the user, with an `act: { sub: <your id> }` claim; refused at fresh, aal2 and credential routes */
+                        accessToken: string;
+                        /** @description Seconds until it expires (IMPERSONATION_TTL); it cannot be refreshed */
+                        expiresIn: number;
+                    };
+                };
+            };
+            /** @description Invalid request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not authenticated */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflict with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Body is not JSON */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };

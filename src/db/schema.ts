@@ -107,6 +107,9 @@ export const sessions = pgTable(
     amr: text('amr').array().notNull().default(sql`'{pwd}'::text[]`),
     /** aal2 once a second factor was proved in this session, else aal1. */
     aal: text('aal', { enum: ['aal1', 'aal2'] }).notNull().default('aal1'),
+    /** The admin acting as the user, for an impersonation session (no refresh token; ends with its one access token). */
+    impersonatorId: uuid('impersonator_id').references(() => users.id, { onDelete: 'cascade' }),
+    impersonationReason: text('impersonation_reason'),
   },
   (t) => [
     index('sessions_live_by_user_idx')

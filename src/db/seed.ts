@@ -8,6 +8,7 @@ export const ADMIN_PERMISSIONS = [
   'users:write',
   'users:delete',
   'users:mfa',
+  'users:impersonate',
   'roles:read',
   'roles:write',
   'roles:assign',

@@ -117,7 +117,7 @@ async function lockUser(tx: Tx, id: string): Promise<User> {
  * the grantor's rights cannot change under the check), then the target user, whose current access
  * the grantor must hold all of to act on them at all: a user manager cannot disable an admin.
  */
-async function lockTarget(tx: Tx, grantor: Grantor, id: string, what: string): Promise<UserWithAccess> {
+export async function lockTarget(tx: Tx, grantor: Grantor, id: string, what: string): Promise<UserWithAccess> {
   await lockAccessChanges(tx);
   await lockUser(tx, id);
   const target = (await loadUserWithAccess(tx, id))!;

@@ -39,6 +39,8 @@ export const AUDIT_EVENT_TYPES = [
   'passkey_removed',
   'api_key_created',
   'api_key_revoked',
+  'impersonation_started',
+  'impersonated_request',
 ] as const;
 export type AuditEventType = (typeof AUDIT_EVENT_TYPES)[number];
 

@@ -187,9 +187,14 @@ export class SigningKeys {
     this.changeListeners.add(listener);
   }
 
-  /** Signs an access token with the current key (adds iss, aud, iat, exp and the kid header). */
-  sign(payload: Record<string, unknown>): string {
-    return (this.signer ?? this.hmac).sign(payload);
+  /**
+   * Signs an access token with the current key (adds iss, aud and the kid header), valid for
+   * ACCESS_TOKEN_TTL from now unless the payload says when it was issued and expires (an
+   * impersonation token lives exactly as long as its session).
+   */
+  sign(payload: Record<string, unknown> & { iat?: number; exp?: number }): string {
+    const iat = payload.iat ?? Math.floor(Date.now() / 1000);
+    return (this.signer ?? this.hmac).sign({ ...payload, iat, exp: payload.exp ?? iat + this.config.accessTokenTtl });
   }
 
   /**
@@ -356,7 +361,8 @@ export class SigningKeys {
   private apply(keys: Map<string, LoadedKey>, signer: SigningKeys['signer'], switchedAt: number): void {
     this.keys = keys;
     this.signer = signer;
-    this.hmacUntil = Math.ceil(switchedAt / 1000) + this.config.accessTokenTtl + this.config.jwtClockSkew;
+    const longestTtl = Math.max(this.config.accessTokenTtl, this.config.impersonationTtl);
+    this.hmacUntil = Math.ceil(switchedAt / 1000) + longestTtl + this.config.jwtClockSkew;
     for (const listener of this.changeListeners) listener();
   }
 
@@ -395,8 +401,9 @@ export class SigningKeys {
   }
 
   private signerFor(key: string, algorithm: JwtAlg, kid: string): Sign {
-    const { jwtIssuer: iss, jwtAudience: aud, accessTokenTtl } = this.config;
-    return createSigner({ key, algorithm, kid, iss, aud, expiresIn: accessTokenTtl * 1000 });
+    const { jwtIssuer: iss, jwtAudience: aud } = this.config;
+    // No expiresIn: fast-jwt's would override the exp that sign() sets for each token's own lifetime.
+    return createSigner({ key, algorithm, kid, iss, aud });
   }
 
   private verifiersFor(key: string, algorithm: JwtAlg): { verify: Verify; verifyIgnoringExpiry: Verify } {

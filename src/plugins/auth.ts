@@ -26,6 +26,11 @@ export interface Principal {
    * (its permissions that the owner still holds, no roles), and `sessionId` is '' (a key has no session).
    */
   apiKey?: { id: string; keyId: string; owner: UserAccess };
+  /**
+   * Set when an admin acts as the user (an impersonation token's `act` claim): `userId` and `access`
+   * are then the user's, and every request is audited with both ids.
+   */
+  impersonator?: { userId: string };
 }
 
 /** What an access token says about its session's assurance (OpenID Connect's names). */
@@ -35,16 +40,22 @@ export interface AssuranceClaims {
   aal: 'aal1' | 'aal2';
 }
 
+/** RFC 8693's actor claim: who acts as `sub` (the admin behind an impersonation token). */
+export interface ActorClaim {
+  sub: string;
+}
+
 export interface AccessTokenClaims extends Partial<AssuranceClaims> {
   sub: string;
   sid: string;
   iat: number;
   exp: number;
+  act?: ActorClaim;
 }
 
 declare module '@fastify/jwt' {
   interface FastifyJWT {
-    payload: { sub: string; sid: string; jti: string } & AssuranceClaims;
+    payload: { sub: string; sid: string; jti: string; act?: ActorClaim } & AssuranceClaims;
     user: AccessTokenClaims;
   }
 }
@@ -63,7 +74,8 @@ declare module 'fastify' {
     authenticateFromCache(request: FastifyRequest): Principal | undefined;
     /** Counts a request of an API key against RATE_LIMIT_API_KEY; calls back with the 429 once it is used up. */
     meterApiKey(principal: Principal, done: (refused: Error | undefined) => void): void;
-    signAccessToken(claims: { sub: string; sid: string } & AssuranceClaims): string;
+    /** Signs an access token valid for ACCESS_TOKEN_TTL, unless the claims give its iat and exp. */
+    signAccessToken(claims: { sub: string; sid: string; act?: ActorClaim; iat?: number; exp?: number } & AssuranceClaims): string;
   }
 }
 
@@ -81,8 +93,8 @@ export function bearerToken(header: string): string {
  * ours: its ids must not reach a uuid column, where they would fail the query (a 500, not a 401).
  */
 export function isAccessTokenClaims(claims: unknown): claims is AccessTokenClaims {
-  const { sub, sid, iat, exp } = (claims ?? {}) as Record<string, unknown>;
-  return isUuid(sub) && isUuid(sid) && typeof iat === 'number' && typeof exp === 'number';
+  const { sub, sid, iat, exp, act } = (claims ?? {}) as Record<string, unknown>;
+  return isUuid(sub) && isUuid(sid) && typeof iat === 'number' && typeof exp === 'number' && (act === undefined || isUuid((act as { sub?: unknown } | null)?.sub));
 }
 
 /**
@@ -157,7 +169,9 @@ export const authPlugin = fp(
       const aal = claims.aal === 'aal2' ? 'aal2' : 'aal1';
       const amr = Array.isArray(claims.amr) ? claims.amr : ['pwd'];
       const authTime = typeof claims.auth_time === 'number' ? claims.auth_time : 0;
-      return { userId: claims.sub, sessionId: claims.sid, access: current, aal, amr, authTime };
+      const principal: Principal = { userId: claims.sub, sessionId: claims.sid, access: current, aal, amr, authTime };
+      if (claims.act) principal.impersonator = { userId: claims.act.sub };
+      return principal;
     };
 
     const keyPrincipal = (request: FastifyRequest, entry: ApiKeyEntry, owner: UserAccess | undefined): Principal => {
@@ -173,7 +187,25 @@ export const authPlugin = fp(
     };
 
     app.decorateRequest('principal', null);
-    app.decorate('signAccessToken', (claims: { sub: string; sid: string } & AssuranceClaims) => signingKeys.sign({ ...claims, jti: newTokenId() }));
+    app.decorate('signAccessToken', (claims: { sub: string; sid: string; act?: ActorClaim; iat?: number; exp?: number } & AssuranceClaims) =>
+      signingKeys.sign({ ...claims, jti: newTokenId() }),
+    );
+    // Whatever the answer, a request made while impersonating is on the record with both ids.
+    app.addHook('onResponse', (request, reply, done) => {
+      const principal = request.principal;
+      if (principal?.impersonator) {
+        const userAgent = request.headers['user-agent'];
+        gatehouse.audit({
+          type: 'impersonated_request',
+          actorId: principal.impersonator.userId,
+          userId: principal.userId,
+          ip: clientIp(request) ?? null,
+          userAgent: userAgent ? userAgent.slice(0, 512) : null,
+          detail: { adminId: principal.impersonator.userId, sessionId: principal.sessionId, method: request.method, path: request.url.split('?')[0], status: reply.statusCode },
+        });
+      }
+      done();
+    });
     app.decorate('authenticate', async (request: FastifyRequest): Promise<Principal> => {
       const presented = presentedApiKey(request);
       if (presented !== undefined) {

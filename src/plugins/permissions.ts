@@ -20,11 +20,14 @@ export interface AccessRule {
   permissionsAccepted?: string[];
   /** A second factor proved in the caller's session (403 insufficient_aal otherwise). */
   aal?: 'aal2';
+  /** aal2 from users who have a second factor (as MFA_REQUIRED_PERMISSIONS does for its permissions). */
+  aal2IfEnrolled?: boolean;
   /** A factor proved within REAUTH_MAX_AGE (403 reauthentication_required otherwise). */
   fresh?: boolean;
   /**
    * Only the user in person, signed in: never an API key (403 api_key_not_allowed). For the routes
    * that manage credentials (keys, password, email, second factors); fresh and aal2 imply it.
+   * Nor an admin impersonating the user (403 impersonation_restricted).
    */
   ownCredentials?: boolean;
 }
@@ -82,6 +85,7 @@ export function ruleOf(config: AccessRule | undefined): AccessRule | null {
     if (config[key]?.length) rule[key] = config[key];
   }
   if (config.aal === 'aal2') rule.aal = 'aal2';
+  if (config.aal2IfEnrolled === true) rule.aal2IfEnrolled = true;
   if (config.fresh === true) rule.fresh = true;
   if (config.ownCredentials === true) rule.ownCredentials = true;
   if (Object.keys(rule).length === 0 && !config.authenticated) return null;
@@ -117,15 +121,22 @@ export function describeRule(rule: AccessRule): string {
   if (rule.permissionsRequired) parts.push(`permissions ${rule.permissionsRequired.join(' and ')}`);
   if (rule.permissionsAccepted) parts.push(`any of the permissions ${rule.permissionsAccepted.join(', ')}`);
   if (rule.aal) parts.push('a second factor proved in the session (aal2; 403 insufficient_aal otherwise)');
+  if (rule.aal2IfEnrolled) parts.push('for users with a second factor, that factor proved in the session (aal2; 403 insufficient_aal otherwise)');
   if (rule.fresh) parts.push('a factor proved within REAUTH_MAX_AGE (403 reauthentication_required otherwise: POST /auth/reauthenticate)');
   const line = parts.length ? `Requires a Bearer access token with ${parts.join('; ')}.` : 'Requires a Bearer access token.';
-  return refusesApiKeys(rule) ? `${line} API keys are refused (403 api_key_not_allowed).` : line;
+  return refusesApiKeys(rule)
+    ? `${line} API keys are refused (403 api_key_not_allowed), and so are impersonation tokens (403 impersonation_restricted).`
+    : line;
 }
 
-/** Whether the rule keeps API keys out whatever they hold: a key never proves a factor. */
-export const refusesApiKeys = (rule: AccessRule) => rule.ownCredentials === true || rule.fresh === true || rule.aal === 'aal2';
+/**
+ * Whether the rule keeps API keys out whatever they hold: a key never proves a factor. The same
+ * routes are closed to an admin impersonating the user: only the user in person.
+ */
+export const refusesApiKeys = (rule: AccessRule) => rule.ownCredentials === true || rule.fresh === true || rule.aal === 'aal2' || rule.aal2IfEnrolled === true;
 
 const apiKeyNotAllowed = () => problem('api_key_not_allowed', 'API keys cannot be used here: sign in as the user.');
+const impersonationRestricted = () => problem('impersonation_restricted', 'Not while impersonating: only the user in person may do this.');
 
 const permissionsOf = (rule: AccessRule) => [...(rule.permissionsRequired ?? []), ...(rule.permissionsAccepted ?? [])];
 
@@ -136,7 +147,7 @@ const permissionsOf = (rule: AccessRule) => [...(rule.permissionsRequired ?? [])
 export function assuranceCheck(rule: AccessRule, policy: AssurancePolicy): ((principal: Principal, nowSeconds: number) => Error | undefined) | undefined {
   const guarded = permissionsOf(rule);
   const enforcedRoles = guarded.length ? policy.mfaEnforceForRoles : [];
-  const aal2IfEnrolled = guarded.some((p) => policy.mfaRequiredPermissions.includes(p));
+  const aal2IfEnrolled = rule.aal2IfEnrolled === true || guarded.some((p) => policy.mfaRequiredPermissions.includes(p));
   if (!rule.aal && !rule.fresh && enforcedRoles.length === 0 && !aal2IfEnrolled) return undefined;
   return (principal, nowSeconds) => {
     // A key is judged by its owner's roles and factors: holding none itself must not let it past the policy.
@@ -174,6 +185,7 @@ function documentRule(routeOptions: RouteOptions, rule: AccessRule, policy: Assu
   if (roles.length) schema['x-roles'] = roles;
   if (permissions.length) schema['x-permissions'] = permissions;
   if (rule.aal) schema['x-aal'] = rule.aal;
+  else if (rule.aal2IfEnrolled) schema['x-aal'] = 'aal2-if-enrolled';
   if (rule.fresh) schema['x-fresh'] = true;
   if (refusesApiKeys(rule)) schema['x-api-keys'] = false;
   let line = describeRule(rule);
@@ -224,9 +236,12 @@ export const permissionsPlugin = fp(
       const authorize = (request: FastifyRequest, principal: Principal): Error | undefined => {
         request.principal = principal;
         if (principal.apiKey && keysRefused) return apiKeyNotAllowed();
+        if (principal.impersonator && keysRefused) return impersonationRestricted();
         const missing = missingFor(rule, principal.access.roles, principal.access.permissions);
         if (missing.length) return problem('permission_denied', `Missing ${missing.join('; ')}.`);
-        return assured?.(principal, Date.now() / 1000);
+        const refused = assured?.(principal, Date.now() / 1000);
+        // The impersonator cannot prove the user's factors: what the policy asks of the session is not theirs to give.
+        return refused && principal.impersonator ? impersonationRestricted() : refused;
       };
       return function checkAccess(request, _reply, done) {
         let cached: Principal | undefined;

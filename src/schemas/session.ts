@@ -11,6 +11,17 @@ export const SessionSchema = Type.Object(
     createdAt: Type.String({ format: 'date-time' }),
     lastUsedAt: Type.String({ format: 'date-time' }),
     current: Type.Boolean({ description: 'The session of the access token that asked' }),
+    impersonation: Type.Union(
+      [
+        Type.Object({
+          adminId: Type.String({ format: 'uuid', description: 'The admin acting as you' }),
+          reason: Type.String({ description: 'Why, as they gave it' }),
+          expiresAt: Type.String({ format: 'date-time' }),
+        }),
+        Type.Null(),
+      ],
+      { description: 'Set when an admin opened this session to act as you (support): it ends by itself at expiresAt' },
+    ),
   },
   { $id: 'Session', title: 'Session' },
 );

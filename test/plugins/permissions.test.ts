@@ -149,6 +149,7 @@ const ADMIN_ROUTES: { method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE'; route
   { method: 'DELETE', route: '/admin/users/:id/mfa', url: `/admin/users/${UNKNOWN_ID}/mfa`, permission: 'users:mfa', allowed: 404 },
   { method: 'GET', route: '/admin/users/:id/passkeys', url: `/admin/users/${UNKNOWN_ID}/passkeys`, permission: 'users:mfa', allowed: 404 },
   { method: 'DELETE', route: '/admin/users/:id/passkeys/:pid', url: `/admin/users/${UNKNOWN_ID}/passkeys/${UNKNOWN_ID}`, permission: 'users:mfa', allowed: 404 },
+  { method: 'POST', route: '/admin/users/:id/impersonate', url: `/admin/users/${UNKNOWN_ID}/impersonate`, payload: { reason: 'support' }, permission: 'users:impersonate', allowed: 404 },
   { method: 'GET', route: '/admin/roles', url: '/admin/roles', permission: 'roles:read', allowed: 200 },
   { method: 'POST', route: '/admin/roles', url: '/admin/roles', payload: { name: 'user' }, permission: 'roles:write', allowed: 409 },
   { method: 'GET', route: '/admin/roles/:name', url: '/admin/roles/user', permission: 'roles:read', allowed: 200 },

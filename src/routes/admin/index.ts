@@ -5,6 +5,7 @@ import { noStore } from '../no-store.js';
 import { adminApiKeyRoutes } from './api-keys.js';
 import { adminAuditRoutes } from './audit.js';
 import { auditGrantRefusals } from './grant-refusals.js';
+import { adminImpersonationRoutes } from './impersonation.js';
 import { adminPermissionRoutes } from './permissions.js';
 import { adminRoleRoutes } from './roles.js';
 import { adminSigningKeyRoutes } from './signing-keys.js';
@@ -17,7 +18,7 @@ export const adminRoutes: FastifyPluginAsync<{ gatehouse: Gatehouse }> = async (
     throw problem('not_found', `No route ${request.method} ${request.url.split('?')[0]}.`);
   });
   auditGrantRefusals(app, gatehouse);
-  for (const routes of [adminUserRoutes, adminRoleRoutes, adminPermissionRoutes, adminAuditRoutes, adminSigningKeyRoutes, adminApiKeyRoutes]) {
+  for (const routes of [adminUserRoutes, adminRoleRoutes, adminPermissionRoutes, adminAuditRoutes, adminSigningKeyRoutes, adminApiKeyRoutes, adminImpersonationRoutes]) {
     await app.register(routes, { gatehouse });
   }
 };

@@ -35,6 +35,7 @@ export const logoutRoute: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }> = 
     async (request, reply) => {
       let sessionId: string | undefined;
       let userId: string | undefined;
+      let impersonatorId: string | undefined;
       if (request.headers.authorization) {
         const token = bearerToken(request.headers.authorization);
         let claims: unknown;
@@ -46,6 +47,7 @@ export const logoutRoute: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }> = 
         }
         if (!isAccessTokenClaims(claims)) throw unauthorized('token_invalid', 'The access token is not valid.');
         ({ sid: sessionId, sub: userId } = claims);
+        impersonatorId = claims.act?.sub;
       } else {
         const presented = await presentedRefreshToken(gatehouse, request, request.body.refreshToken);
         if (!presented) throw unauthorized('token_missing', 'Send an access token, or the refresh token in the body or cookie.');
@@ -56,7 +58,9 @@ export const logoutRoute: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }> = 
       }
       if (sessionId && userId && (await revokeSession(gatehouse.db, sessionId, 'logout'))) {
         await gatehouse.access.changed(userId);
-        gatehouse.audit({ type: 'logout', ...auditContext(request), actorId: userId, userId, detail: { sessionId } });
+        // An impersonation ends with a logout of its token: the admin acted, not the user.
+        const actorId = impersonatorId ?? userId;
+        gatehouse.audit({ type: 'logout', ...auditContext(request), actorId, userId, detail: { sessionId, ...(impersonatorId ? { adminId: impersonatorId } : {}) } });
       }
       return reply.code(204).send(null);
     },

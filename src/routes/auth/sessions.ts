@@ -29,6 +29,7 @@ export const sessionRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }> 
                 createdAt: '2026-01-15T09:30:00.000Z',
                 lastUsedAt: '2026-01-15T10:05:00.000Z',
                 current: true,
+                impersonation: null,
               },
             ],
           }),
@@ -47,6 +48,9 @@ export const sessionRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }> 
           createdAt: s.createdAt.toISOString(),
           lastUsedAt: s.lastUsedAt.toISOString(),
           current: s.id === sessionId,
+          impersonation: s.impersonatorId
+            ? { adminId: s.impersonatorId, reason: s.impersonationReason ?? '', expiresAt: s.expiresAt.toISOString() }
+            : null,
         })),
       };
     },

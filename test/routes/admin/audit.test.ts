@@ -91,6 +91,11 @@ eachDatabase('every kind of security event lands in the audit log once, and neve
   t.equal(apiKey.statusCode, 201);
   const { id: apiKeyId, key } = apiKey.json<{ id: string; key: string }>();
   t.equal((await app.inject({ method: 'DELETE', url: `/auth/api-keys/${apiKeyId}`, headers: admin.headers })).statusCode, 204); // api_key_revoked
+  const impersonated = await registerUser(app);
+  const impersonation = await app.inject({ method: 'POST', url: `/admin/users/${impersonated.user.id}/impersonate`, headers: admin.headers, payload: { reason: 'support' } }); // impersonation_started
+  t.equal(impersonation.statusCode, 200);
+  const impersonationToken = impersonation.json<{ accessToken: string }>().accessToken;
+  t.equal((await app.inject({ url: '/auth/me', headers: bearer(impersonationToken) })).statusCode, 200); // impersonated_request
   await app.gatehouse.background.idle();
 
   const events: Event[] = [];
@@ -117,6 +122,12 @@ eachDatabase('every kind of security event lands in the audit log once, and neve
       t.equal(events.filter((e) => e.type === type && e.userId === keyHolder.user.id).length, 1, `${type} recorded once`);
       continue;
     }
+    if (type.startsWith('imperson')) {
+      const found = events.filter((e) => e.type === type && e.userId === impersonated.user.id);
+      t.equal(found.length, 1, `${type} recorded once`);
+      t.equal(found[0]?.actorId, admin.userId, `${type}: the admin acted`);
+      continue;
+    }
     if (type.startsWith('api_key_')) {
       t.equal(events.filter((e) => e.type === type && e.userId === admin.userId).length, 1, `${type} recorded once`);
       continue;
@@ -134,7 +145,7 @@ eachDatabase('every kind of security event lands in the audit log once, and neve
   t.same(about('role_assigned')[0]!.detail, { role: 'admin' });
 
   const text = JSON.stringify(events);
-  for (const secret of [PASSWORD, 'a changed passphrase', 'a reset passphrase!', reset, third.refreshToken!, config.jwtSecret, enrolled.authenticator.secret, recoveryCode!, key, key.slice(16)]) {
+  for (const secret of [PASSWORD, 'a changed passphrase', 'a reset passphrase!', reset, third.refreshToken!, config.jwtSecret, enrolled.authenticator.secret, recoveryCode!, key, key.slice(16), impersonationToken]) {
     t.notOk(text.includes(secret), 'no secret in the audit log');
   }
   t.notMatch(text, /\$2[aby]\$/, 'no hash in the audit log');
