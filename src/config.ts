@@ -53,6 +53,8 @@ export const EnvSchema = Type.Object({
   APP_URL: Type.String({ pattern: '^https?://', default: 'http://localhost:5173' }),
   CONFIRM_TOKEN_TTL: Type.String({ ...Duration, default: '24h' }),
   RESET_TOKEN_TTL: Type.String({ ...Duration, default: '1h' }),
+  INVITE_TTL: Type.String({ ...Duration, default: '72h' }),
+  REGISTRATION: Type.Union([Type.Literal('open'), Type.Literal('invite-only')], { default: 'open', description: 'invite-only: POST /auth/register answers 403 registration_closed; accounts come from invitations' }),
   REQUIRE_EMAIL_CONFIRMATION: Bool('false'),
   RATE_LIMIT_LOGIN: Type.String({ ...RateLimit, default: '20/1m' }),
   RATE_LIMIT_REGISTER: Type.String({ ...RateLimit, default: '10/1m' }),
@@ -136,6 +138,10 @@ export interface Config {
   appUrl: string;
   confirmTokenTtl: number;
   resetTokenTtl: number;
+  /** Lifetime of an invitation's link. */
+  inviteTtl: number;
+  /** `invite-only`: no self-service sign-up, only accepted invitations. */
+  registration: 'open' | 'invite-only';
   requireEmailConfirmation: boolean;
   /** Per client IP, per route: at most `max` requests each `windowSeconds`; `apiKey`: per API key, over all routes. */
   rateLimits: Record<'login' | 'register' | 'forgot' | 'resend' | 'refresh' | 'apiKey', RateLimitSetting>;
@@ -253,6 +259,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, warn: (msg: str
     appUrl: e.APP_URL.replace(/\/+$/, ''),
     confirmTokenTtl: duration('CONFIRM_TOKEN_TTL'),
     resetTokenTtl: duration('RESET_TOKEN_TTL'),
+    inviteTtl: atLeastOneSecond('INVITE_TTL'),
+    registration: e.REGISTRATION as Config['registration'],
     requireEmailConfirmation: isTrue(e.REQUIRE_EMAIL_CONFIRMATION),
     rateLimits: {
       login: rateLimit('RATE_LIMIT_LOGIN'),

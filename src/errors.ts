@@ -49,6 +49,10 @@ export const PROBLEMS = {
   not_found: { status: 404, title: 'Not found' },
   method_not_allowed: { status: 405, title: 'Method not allowed' },
   email_taken: { status: 409, title: 'Email already registered' },
+  // An invitation that is unknown, expired, used or revoked: one answer for all.
+  invitation_invalid: { status: 410, title: 'Invitation no longer valid' },
+  // REGISTRATION=invite-only: accounts come from invitations.
+  registration_closed: { status: 403, title: 'Registration closed' },
   role_exists: { status: 409, title: 'Role already exists' },
   permission_exists: { status: 409, title: 'Permission already exists' },
   role_in_use: { status: 409, title: 'Role still assigned' },

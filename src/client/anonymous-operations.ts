@@ -20,4 +20,5 @@ export const ANONYMOUS_OPERATIONS: ReadonlySet<string> = new Set([
   'POST /auth/mfa/verify',
   'POST /auth/passkeys/authentication/options',
   'POST /auth/passkeys/authentication/verify',
+  'POST /auth/invitations/accept',
 ]);

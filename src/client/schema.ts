@@ -86,7 +86,7 @@ export interface paths {
         put?: never;
         /**
          * Create an account
-         * @description Creates the user with the default role and mails a confirmation link. Unless REQUIRE_EMAIL_CONFIRMATION is set, it also opens a session (the first login) and answers with tokens.
+         * @description Creates the user with the default role and mails a confirmation link. Unless REQUIRE_EMAIL_CONFIRMATION is set, it also opens a session (the first login) and answers with tokens. With REGISTRATION=invite-only: 403 registration_closed (accounts come from invitations: POST /auth/invitations/accept).
          */
         post: operations["register"];
         delete?: never;
@@ -691,6 +691,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/auth/invitations/accept": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Create your account from an invitation
+         * @description Creates the account with the invitation's email (confirmed by this) and roles, and signs in. Works with REGISTRATION=invite-only. 410 invitation_invalid for a token that is unknown, expired, used or revoked; 409 email_taken when an account got the address meanwhile.
+         */
+        post: operations["acceptInvitation"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/admin/users": {
         parameters: {
             query?: never;
@@ -1133,6 +1153,56 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/admin/invitations": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Invitations, newest first
+         * @description Every invitation (at most 1000) with its status; never a token.
+         *
+         *     Requires a Bearer access token with permissions users:read.
+         */
+        get: operations["listInvitations"];
+        put?: never;
+        /**
+         * Invite someone to sign up, with roles
+         * @description Mails a link APP_URL/accept-invite#token=... valid for INVITE_TTL; the token is in the mail only. You must hold every permission the roles grant (403 exceeds_own_permissions). A newer invitation to the same address revokes the pending ones. 409 email_taken when an account has the address.
+         *
+         *     Requires a Bearer access token with permissions users:write.
+         */
+        post: operations["createInvitation"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/invitations/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Revoke an invitation
+         * @description Its link answers 410 invitation_invalid from now on. Idempotent; an accepted invitation stays as it is.
+         *
+         *     Requires a Bearer access token with permissions users:write.
+         */
+        delete: operations["revokeInvitation"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -1148,7 +1218,7 @@ export interface components {
             status: number;
             detail: string;
             /** @enum {string} */
-            code: "validation_failed" | "invalid_json" | "token_missing" | "token_invalid" | "token_expired" | "session_revoked" | "invalid_credentials" | "invalid_refresh_token" | "refresh_token_expired" | "refresh_token_reused" | "api_key_invalid" | "api_key_not_allowed" | "impersonation_restricted" | "account_disabled" | "email_not_confirmed" | "weak_password" | "csrf_failed" | "permission_denied" | "exceeds_own_permissions" | "insufficient_aal" | "reauthentication_required" | "mfa_enrollment_required" | "mfa_token_invalid" | "mfa_code_invalid" | "mfa_already_enrolled" | "mfa_not_enrolled" | "webauthn_challenge_invalid" | "webauthn_verification_failed" | "passkey_invalid" | "passkey_limit_reached" | "passkey_exists" | "not_found" | "method_not_allowed" | "email_taken" | "role_exists" | "permission_exists" | "role_in_use" | "built_in_role" | "last_admin" | "concurrent_change" | "key_not_published_long_enough" | "signing_key_current" | "signing_key_revoked" | "signing_keys_unmanaged" | "payload_too_large" | "unsupported_media_type" | "http_error" | "rate_limited" | "login_locked" | "mfa_locked" | "internal_error" | "service_unavailable" | "shutting_down";
+            code: "validation_failed" | "invalid_json" | "token_missing" | "token_invalid" | "token_expired" | "session_revoked" | "invalid_credentials" | "invalid_refresh_token" | "refresh_token_expired" | "refresh_token_reused" | "api_key_invalid" | "api_key_not_allowed" | "impersonation_restricted" | "account_disabled" | "email_not_confirmed" | "weak_password" | "csrf_failed" | "permission_denied" | "exceeds_own_permissions" | "insufficient_aal" | "reauthentication_required" | "mfa_enrollment_required" | "mfa_token_invalid" | "mfa_code_invalid" | "mfa_already_enrolled" | "mfa_not_enrolled" | "webauthn_challenge_invalid" | "webauthn_verification_failed" | "passkey_invalid" | "passkey_limit_reached" | "passkey_exists" | "not_found" | "method_not_allowed" | "email_taken" | "invitation_invalid" | "registration_closed" | "role_exists" | "permission_exists" | "role_in_use" | "built_in_role" | "last_admin" | "concurrent_change" | "key_not_published_long_enough" | "signing_key_current" | "signing_key_revoked" | "signing_keys_unmanaged" | "payload_too_large" | "unsupported_media_type" | "http_error" | "rate_limited" | "login_locked" | "mfa_locked" | "internal_error" | "service_unavailable" | "shutting_down";
             instance?: string;
             /** @description Present on validation_failed: one entry per offending field */
             errors?: {
@@ -1307,7 +1377,7 @@ export interface components {
              * @description The fixed list of security event types
              * @enum {string}
              */
-            type: "registered" | "login_succeeded" | "login_failed" | "locked_out" | "refresh_reused" | "logout" | "password_changed" | "password_reset" | "email_confirmed" | "email_change_requested" | "role_assigned" | "role_removed" | "role_permissions_changed" | "user_deactivated" | "user_reactivated" | "user_deleted" | "sessions_revoked" | "grant_refused" | "signing_key_created" | "signing_key_activated" | "signing_key_revoked" | "mfa_enrolled" | "mfa_disabled" | "mfa_failed" | "mfa_locked" | "mfa_reset" | "recovery_code_used" | "recovery_codes_regenerated" | "reauthenticated" | "passkey_registered" | "passkey_removed" | "api_key_created" | "api_key_revoked" | "impersonation_started" | "impersonated_request";
+            type: "registered" | "login_succeeded" | "login_failed" | "locked_out" | "refresh_reused" | "logout" | "password_changed" | "password_reset" | "email_confirmed" | "email_change_requested" | "role_assigned" | "role_removed" | "role_permissions_changed" | "user_deactivated" | "user_reactivated" | "user_deleted" | "sessions_revoked" | "grant_refused" | "signing_key_created" | "signing_key_activated" | "signing_key_revoked" | "mfa_enrolled" | "mfa_disabled" | "mfa_failed" | "mfa_locked" | "mfa_reset" | "recovery_code_used" | "recovery_codes_regenerated" | "reauthenticated" | "passkey_registered" | "passkey_removed" | "api_key_created" | "api_key_revoked" | "impersonation_started" | "impersonated_request" | "invitation_created" | "invitation_revoked" | "invitation_accepted";
             /** Format: date-time */
             at: string;
             /** @description Who acted, when authenticated */
@@ -1575,6 +1645,15 @@ export interface operations {
             };
             /** @description Invalid request */
             400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not allowed */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4220,6 +4299,126 @@ export interface operations {
             };
         };
     };
+    acceptInvitation: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "token": "mQ3pY8vTz2bKc6wR1nH5jL0sD4fG7aX9eU2iO6yB3tM",
+                 *       "password": "correct horse battery staple",
+                 *       "name": "Bob"
+                 *     }
+                 */
+                "application/json": {
+                    /** @description From the mailed link: APP_URL/accept-invite#token=... */
+                    token: string;
+                    /** @description A new password: 8 to 256 characters (Unicode code points after NFKC), not a commonly used password, not containing the email */
+                    password: string;
+                    name?: string;
+                    /** @description Put the refresh token in an httpOnly cookie (SPAs) */
+                    useCookie?: boolean;
+                };
+            };
+        };
+        responses: {
+            /** @description Signed up and signed in */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "accessToken": "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIwZjhmYWQ1Yi1kOWNiLTQ2OWYtYTE2NS03MDg2NzcyODk1MGUifQ.5mhBHqs5_DTLdINd9p5m7ZJ6XD0Xc55kIaCRY5r6HRA",
+                     *       "tokenType": "Bearer",
+                     *       "expiresIn": 900,
+                     *       "refreshToken": "yR3o1m8Jg5dQm9yKJt0cq3Yl1kC2Jb0bQm4l2Hq3s0Y",
+                     *       "user": {
+                     *         "id": "0f8fad5b-d9cb-469f-a165-70867728950e",
+                     *         "email": "ann@example.com",
+                     *         "name": "Ann",
+                     *         "roles": [
+                     *           "user"
+                     *         ],
+                     *         "permissions": [
+                     *           "read"
+                     *         ],
+                     *         "emailConfirmedAt": null,
+                     *         "createdAt": "2026-01-15T09:30:00.000Z",
+                     *         "lastLoginAt": "2026-01-15T09:30:00.000Z",
+                     *         "lastLoginIp": "203.0.113.7",
+                     *         "previousLoginAt": null,
+                     *         "previousLoginIp": null,
+                     *         "loginCount": 1,
+                     *         "mfaEnrolled": false
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["TokenResponse"];
+                };
+            };
+            /** @description Invalid request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflict with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Error */
+            410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Body is not JSON */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     listUsers: {
         parameters: {
             query?: {
@@ -5694,7 +5893,7 @@ export interface operations {
                  * @description The fixed list of security event types
                  * @example login_failed
                  */
-                type?: "registered" | "login_succeeded" | "login_failed" | "locked_out" | "refresh_reused" | "logout" | "password_changed" | "password_reset" | "email_confirmed" | "email_change_requested" | "role_assigned" | "role_removed" | "role_permissions_changed" | "user_deactivated" | "user_reactivated" | "user_deleted" | "sessions_revoked" | "grant_refused" | "signing_key_created" | "signing_key_activated" | "signing_key_revoked" | "mfa_enrolled" | "mfa_disabled" | "mfa_failed" | "mfa_locked" | "mfa_reset" | "recovery_code_used" | "recovery_codes_regenerated" | "reauthenticated" | "passkey_registered" | "passkey_removed" | "api_key_created" | "api_key_revoked" | "impersonation_started" | "impersonated_request";
+                type?: "registered" | "login_succeeded" | "login_failed" | "locked_out" | "refresh_reused" | "logout" | "password_changed" | "password_reset" | "email_confirmed" | "email_change_requested" | "role_assigned" | "role_removed" | "role_permissions_changed" | "user_deactivated" | "user_reactivated" | "user_deleted" | "sessions_revoked" | "grant_refused" | "signing_key_created" | "signing_key_activated" | "signing_key_revoked" | "mfa_enrolled" | "mfa_disabled" | "mfa_failed" | "mfa_locked" | "mfa_reset" | "recovery_code_used" | "recovery_codes_regenerated" | "reauthenticated" | "passkey_registered" | "passkey_removed" | "api_key_created" | "api_key_revoked" | "impersonation_started" | "impersonated_request" | "invitation_created" | "invitation_revoked" | "invitation_accepted";
                 /**
                  * @description Only events at or after this instant
                  * @example 2026-01-15T00:00:00Z
@@ -6536,6 +6735,249 @@ export interface operations {
             };
             /** @description Body is not JSON */
             415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    listInvitations: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The invitations */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "items": [
+                     *         {
+                     *           "id": "5b2e8f14-3c6a-4d9e-8a17-2f4c6b8d0e31",
+                     *           "email": "bob@example.com",
+                     *           "roles": [
+                     *             "editor"
+                     *           ],
+                     *           "expiresAt": "2026-01-18T09:00:00.000Z",
+                     *           "status": "pending",
+                     *           "invitedBy": "0f8fad5b-d9cb-469f-a165-70867728950e",
+                     *           "createdAt": "2026-01-15T09:00:00.000Z",
+                     *           "acceptedAt": null,
+                     *           "userId": null
+                     *         }
+                     *       ]
+                     *     }
+                     */
+                    "application/json": {
+                        items: {
+                            /** Format: uuid */
+                            id: string;
+                            email: string;
+                            roles: string[];
+                            /** Format: date-time */
+                            expiresAt: string;
+                            /** @description revoked also when a newer invitation to the same address superseded it */
+                            status: "pending" | "accepted" | "revoked" | "expired";
+                            /** @description The admin who invited (null once deleted) */
+                            invitedBy: string | null;
+                            /** Format: date-time */
+                            createdAt: string;
+                            acceptedAt: string | null;
+                            /** @description The account the acceptance created */
+                            userId: string | null;
+                        }[];
+                    };
+                };
+            };
+            /** @description Not authenticated */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    createInvitation: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "email": "bob@example.com",
+                 *       "roles": [
+                 *         "editor"
+                 *       ]
+                 *     }
+                 */
+                "application/json": {
+                    /**
+                     * Format: email
+                     * @description Trimmed and lower-cased before it is checked
+                     */
+                    email: string;
+                    /** @description Roles granted on acceptance, besides the default role; you must hold every permission they grant (403 exceeds_own_permissions); a name listed twice counts once */
+                    roles: string[];
+                };
+            };
+        };
+        responses: {
+            /** @description Invited: the link is on its way */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "id": "5b2e8f14-3c6a-4d9e-8a17-2f4c6b8d0e31",
+                     *       "email": "bob@example.com",
+                     *       "roles": [
+                     *         "editor"
+                     *       ],
+                     *       "expiresAt": "2026-01-18T09:00:00.000Z"
+                     *     }
+                     */
+                    "application/json": {
+                        /** Format: uuid */
+                        id: string;
+                        email: string;
+                        roles: string[];
+                        /** Format: date-time */
+                        expiresAt: string;
+                    };
+                };
+            };
+            /** @description Invalid request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not authenticated */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflict with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Body is not JSON */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    revokeInvitation: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @example 5b2e8f14-3c6a-4d9e-8a17-2f4c6b8d0e31 */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Revoked */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Invalid request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not authenticated */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -326,6 +326,29 @@ export const apiKeys = pgTable(
 );
 
 /**
+ * An invitation to sign up with an email and roles (POST /admin/invitations). Only the SHA-256 of its
+ * token is stored; it is used once (acceptedAt), revoked, superseded by a newer one, or expires.
+ */
+export const invitations = pgTable(
+  'invitations',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    email: text('email').notNull(),
+    /** Role names, granted on acceptance besides the default role (those still existing then). */
+    roles: text('roles').array().notNull(),
+    tokenHash: text('token_hash').notNull(),
+    invitedBy: uuid('invited_by').references(() => users.id, { onDelete: 'set null' }),
+    createdAt: createdAt(),
+    expiresAt: timestamp('expires_at', { withTimezone: true }).notNull(),
+    acceptedAt: timestamp('accepted_at', { withTimezone: true }),
+    /** The account the acceptance created. */
+    userId: uuid('user_id').references(() => users.id, { onDelete: 'set null' }),
+    revokedAt: timestamp('revoked_at', { withTimezone: true }),
+  },
+  (t) => [uniqueIndex('invitations_token_hash_key').on(t.tokenHash), index('invitations_email_idx').on(t.email)],
+);
+
+/**
  * Append-only trail of security events. No foreign keys: the trail outlives the users it names.
  */
 export const auditEvents = pgTable(
@@ -385,3 +408,4 @@ export type Passkey = typeof passkeys.$inferSelect;
 export type SigningKeyRow = typeof signingKeys.$inferSelect;
 export type ApiKeyRow = typeof apiKeys.$inferSelect;
 export type UserTokenPurpose = UserToken['purpose'];
+export type InvitationRow = typeof invitations.$inferSelect;

@@ -41,6 +41,9 @@ export const AUDIT_EVENT_TYPES = [
   'api_key_revoked',
   'impersonation_started',
   'impersonated_request',
+  'invitation_created',
+  'invitation_revoked',
+  'invitation_accepted',
 ] as const;
 export type AuditEventType = (typeof AUDIT_EVENT_TYPES)[number];
 

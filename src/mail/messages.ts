@@ -80,3 +80,14 @@ export function emailChangedMessage(to: string, newEmail: string, appUrl: string
     'If this was not you, contact your administrator at once: the account may have been taken over.',
   );
 }
+
+export function invitationMessage(to: string, link: string, ttlHours: number): MailMessage {
+  return message(
+    to,
+    'You are invited',
+    'You have been invited to create an account with this email address.',
+    'Accept the invitation',
+    link,
+    `The link works once and expires in ${ttlHours} hours. If you do not expect this, ignore this message.`,
+  );
+}

@@ -166,6 +166,10 @@ const ADMIN_ROUTES: { method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE'; route
   { method: 'POST', route: '/admin/signing-keys/:kid/revoke', url: '/admin/signing-keys/nope/revoke', payload: {}, permission: 'keys:manage', allowed: 404 },
   { method: 'GET', route: '/admin/api-keys', url: '/admin/api-keys', permission: 'users:read', allowed: 200 },
   { method: 'DELETE', route: '/admin/api-keys/:id', url: `/admin/api-keys/${UNKNOWN_ID}`, permission: 'users:write', allowed: 404 },
+  // An unknown role: 400 once the access rule is through.
+  { method: 'POST', route: '/admin/invitations', url: '/admin/invitations', payload: { email: 'invited@example.com', roles: ['no-such-role'] }, permission: 'users:write', allowed: 400 },
+  { method: 'GET', route: '/admin/invitations', url: '/admin/invitations', permission: 'users:read', allowed: 200 },
+  { method: 'DELETE', route: '/admin/invitations/:id', url: `/admin/invitations/${UNKNOWN_ID}`, permission: 'users:write', allowed: 404 },
 ];
 
 eachDatabase('every admin route needs its own permission: a plain user is refused, an admin is not', async (t, kind) => {

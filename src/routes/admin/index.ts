@@ -6,6 +6,7 @@ import { adminApiKeyRoutes } from './api-keys.js';
 import { adminAuditRoutes } from './audit.js';
 import { auditGrantRefusals } from './grant-refusals.js';
 import { adminImpersonationRoutes } from './impersonation.js';
+import { adminInvitationRoutes } from './invitations.js';
 import { adminPermissionRoutes } from './permissions.js';
 import { adminRoleRoutes } from './roles.js';
 import { adminSigningKeyRoutes } from './signing-keys.js';
@@ -18,7 +19,7 @@ export const adminRoutes: FastifyPluginAsync<{ gatehouse: Gatehouse }> = async (
     throw problem('not_found', `No route ${request.method} ${request.url.split('?')[0]}.`);
   });
   auditGrantRefusals(app, gatehouse);
-  for (const routes of [adminUserRoutes, adminRoleRoutes, adminPermissionRoutes, adminAuditRoutes, adminSigningKeyRoutes, adminApiKeyRoutes, adminImpersonationRoutes]) {
+  for (const routes of [adminUserRoutes, adminRoleRoutes, adminPermissionRoutes, adminAuditRoutes, adminSigningKeyRoutes, adminApiKeyRoutes, adminImpersonationRoutes, adminInvitationRoutes]) {
     await app.register(routes, { gatehouse });
   }
 };

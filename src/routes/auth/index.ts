@@ -3,6 +3,7 @@ import type { Gatehouse } from '../../services.js';
 import { noStore } from '../no-store.js';
 import { apiKeyRoutes } from './api-keys.js';
 import { emailRoutes } from './email.js';
+import { invitationRoutes } from './invitations.js';
 import { loginRoute } from './login.js';
 import { logoutRoute } from './logout.js';
 import { meRoute } from './me.js';
@@ -16,7 +17,7 @@ import { sessionRoutes } from './sessions.js';
 
 export const authRoutes: FastifyPluginAsync<{ gatehouse: Gatehouse }> = async (app, { gatehouse }) => {
   noStore(app);
-  const routes = [registerRoute, loginRoute, refreshRoute, logoutRoute, meRoute, emailRoutes, passwordRoutes, sessionRoutes, mfaRoutes, passkeyRoutes, reauthenticateRoute, apiKeyRoutes];
+  const routes = [registerRoute, loginRoute, refreshRoute, logoutRoute, meRoute, emailRoutes, passwordRoutes, sessionRoutes, mfaRoutes, passkeyRoutes, reauthenticateRoute, apiKeyRoutes, invitationRoutes];
   for (const route of routes) {
     await app.register(route, { gatehouse });
   }

@@ -29,17 +29,26 @@ export const registerRoute: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }> 
     '/register',
     {
       config: { public: true, rateLimit: perIp(gatehouse.config.rateLimits.register) },
-      preValidation: normalizeEmailFields('email'),
+      preValidation: [
+        // Closed whatever the body says: a malformed sign-up is no more welcome than a good one.
+        async () => {
+          if (gatehouse.config.registration === 'invite-only') {
+            throw problem('registration_closed', 'Sign-up is by invitation only: ask an administrator for one.');
+          }
+        },
+        normalizeEmailFields('email'),
+      ],
       schema: {
         operationId: 'register',
         summary: 'Create an account',
         description:
-          'Creates the user with the default role and mails a confirmation link. Unless REQUIRE_EMAIL_CONFIRMATION is set, it also opens a session (the first login) and answers with tokens.',
+          'Creates the user with the default role and mails a confirmation link. Unless REQUIRE_EMAIL_CONFIRMATION is set, it also opens a session (the first login) and answers with tokens. ' +
+          'With REGISTRATION=invite-only: 403 registration_closed (accounts come from invitations: POST /auth/invitations/accept).',
         tags: ['auth'],
         body: RegisterBody,
         response: {
           201: jsonResponse(Type.Ref(RegisterResponseSchema), 'Registered; with tokens unless REQUIRE_EMAIL_CONFIRMATION is set', TOKEN_RESPONSE_EXAMPLE),
-          ...problemResponses(...BODY_PROBLEMS, 409, 429),
+          ...problemResponses(...BODY_PROBLEMS, 403, 409, 429),
         },
       },
     },

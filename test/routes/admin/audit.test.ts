@@ -96,6 +96,17 @@ eachDatabase('every kind of security event lands in the audit log once, and neve
   t.equal(impersonation.statusCode, 200);
   const impersonationToken = impersonation.json<{ accessToken: string }>().accessToken;
   t.equal((await app.inject({ url: '/auth/me', headers: bearer(impersonationToken) })).statusCode, 200); // impersonated_request
+  const invite = async (email: string) => {
+    const res = await app.inject({ method: 'POST', url: '/admin/invitations', headers: admin.headers, payload: { email, roles: [] } }); // invitation_created
+    t.equal(res.statusCode, 201);
+    return { id: res.json<{ id: string }>().id, token: tokenFrom(await mailbox.waitFor(email, /invited/i), 'accept-invite') };
+  };
+  const [invitedEmail, withdrawnEmail] = [uniqueEmail('invited'), uniqueEmail('withdrawn')];
+  const invited = await invite(invitedEmail);
+  const accepted = await post(app, '/auth/invitations/accept', { token: invited.token, password: PASSWORD }); // invitation_accepted
+  t.equal(accepted.statusCode, 201);
+  const withdrawn = await invite(withdrawnEmail);
+  t.equal((await app.inject({ method: 'DELETE', url: `/admin/invitations/${withdrawn.id}`, headers: admin.headers })).statusCode, 204); // invitation_revoked
   await app.gatehouse.background.idle();
 
   const events: Event[] = [];
@@ -128,6 +139,17 @@ eachDatabase('every kind of security event lands in the audit log once, and neve
       t.equal(found[0]?.actorId, admin.userId, `${type}: the admin acted`);
       continue;
     }
+    if (type.startsWith('invitation_')) {
+      const found = events.filter((e) => e.type === type && [invitedEmail, withdrawnEmail].includes(e.detail.email as string));
+      const expectedCount = type === 'invitation_created' ? 2 : 1;
+      if (type === 'invitation_accepted') {
+        t.equal(events.filter((e) => e.type === type && e.userId === accepted.json<{ user: { id: string } }>().user.id).length, 1, `${type} recorded once`);
+      } else {
+        t.equal(found.length, expectedCount, `${type} recorded ${expectedCount} time(s)`);
+        t.ok(found.every((e) => e.actorId === admin.userId), `${type}: the admin acted`);
+      }
+      continue;
+    }
     if (type.startsWith('api_key_')) {
       t.equal(events.filter((e) => e.type === type && e.userId === admin.userId).length, 1, `${type} recorded once`);
       continue;
@@ -145,7 +167,7 @@ eachDatabase('every kind of security event lands in the audit log once, and neve
   t.same(about('role_assigned')[0]!.detail, { role: 'admin' });
 
   const text = JSON.stringify(events);
-  for (const secret of [PASSWORD, 'a changed passphrase', 'a reset passphrase!', reset, third.refreshToken!, config.jwtSecret, enrolled.authenticator.secret, recoveryCode!, key, key.slice(16), impersonationToken]) {
+  for (const secret of [PASSWORD, 'a changed passphrase', 'a reset passphrase!', reset, third.refreshToken!, config.jwtSecret, enrolled.authenticator.secret, recoveryCode!, key, key.slice(16), impersonationToken, invited.token, withdrawn.token]) {
     t.notOk(text.includes(secret), 'no secret in the audit log');
   }
   t.notMatch(text, /\$2[aby]\$/, 'no hash in the audit log');
