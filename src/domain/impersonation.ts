@@ -4,6 +4,9 @@ import { settleRaces } from '../db/errors.js';
 import { problem } from '../errors.js';
 import { lockTarget } from './admin-users.js';
 
+/** What an admin needs to act as a user, for as long as they do. */
+export const IMPERSONATE_PERMISSION = 'users:impersonate';
+
 /**
  * Opens a session in which `admin` acts as the user `targetId`, for `ttl` seconds: no refresh token,
  * so it ends with its one access token (or a logout). The admin must hold every permission the user

@@ -5,6 +5,7 @@ import fp from 'fastify-plugin';
 import { unauthorized } from '../errors.js';
 import { isUuid } from '../lib/uuid.js';
 import { apiKeyInvalid, isApiKeyShaped, parseApiKey, type ApiKeyEntry } from '../domain/api-keys.js';
+import { IMPERSONATE_PERMISSION } from '../domain/impersonation.js';
 import { newTokenId } from '../domain/tokens.js';
 import type { GatehouseServices, UserAccess } from '../types.js';
 import { clientIp } from './client-ip.js';
@@ -174,6 +175,12 @@ export const authPlugin = fp(
       return principal;
     };
 
+    // An impersonation lasts only while its admin could start it: active, with users:impersonate and
+    // every permission the user holds. Judged on each request, from the same cache as everyone's rights.
+    const impersonationEnded = (principal: Principal, admin: UserAccess | undefined): boolean =>
+      !admin || !admin.user.active || !admin.permissions.has(IMPERSONATE_PERMISSION) || [...principal.access.permissions].some((p) => !admin.permissions.has(p));
+    const impersonationEndedError = () => unauthorized('session_revoked', 'This impersonation has ended: the admin may no longer act as this user.');
+
     const keyPrincipal = (request: FastifyRequest, entry: ApiKeyEntry, owner: UserAccess | undefined): Principal => {
       const effective = apiKeys.effectiveAccess(entry, owner);
       if (!effective) throw apiKeyInvalid();
@@ -221,7 +228,9 @@ export const authPlugin = fp(
       if (current && !current.liveSessions.has(claims.sid) && current.loadedAt < (claims.iat + 1) * 1000) {
         current = await access.get(claims.sub, Date.now());
       }
-      return principalOf(claims, current);
+      const principal = principalOf(claims, current);
+      if (principal.impersonator && impersonationEnded(principal, await access.get(principal.impersonator.userId))) throw impersonationEndedError();
+      return principal;
     });
     app.decorate('authenticateFromCache', (request: FastifyRequest): Principal | undefined => {
       const presented = presentedApiKey(request);
@@ -237,7 +246,13 @@ export const authPlugin = fp(
       const current = access.peek(claims.sub);
       // Not cached, or not knowing this session: authenticate() decides, with the database.
       if (!current?.liveSessions.has(claims.sid)) return undefined;
-      return principalOf(claims, current);
+      const principal = principalOf(claims, current);
+      if (principal.impersonator) {
+        const admin = access.peek(principal.impersonator.userId);
+        if (!admin) return undefined;
+        if (impersonationEnded(principal, admin)) throw impersonationEndedError();
+      }
+      return principal;
     });
     app.decorate('meterApiKey', (principal: Principal, done: (refused: Error | undefined) => void) => {
       if (!principal.apiKey) return done(undefined);

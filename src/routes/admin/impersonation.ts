@@ -1,5 +1,5 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { startImpersonation } from '../../domain/impersonation.js';
+import { IMPERSONATE_PERMISSION, startImpersonation } from '../../domain/impersonation.js';
 import { UserId } from '../../schemas/admin.js';
 import { IMPERSONATION_TOKEN_EXAMPLE, ImpersonateBody, ImpersonationTokenSchema } from '../../schemas/impersonation.js';
 import { BODY_PROBLEMS, problemResponses } from '../../schemas/problem.js';
@@ -14,12 +14,12 @@ export const adminImpersonationRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Ga
     '/users/:id/impersonate',
     {
       // Seeing what a user sees, as them: a recent factor, and the second one when the admin has it.
-      config: { permissionsRequired: ['users:impersonate'], fresh: true, aal2IfEnrolled: true },
+      config: { permissionsRequired: [IMPERSONATE_PERMISSION], fresh: true, aal2IfEnrolled: true },
       schema: {
         operationId: 'impersonateUser',
         summary: 'Act as a user for a while (support)',
         description:
-          'Answers an access token that acts as the user for IMPERSONATION_TTL, with no refresh token; its `act` claim names you. You must hold every permission the user holds (403 exceeds_own_permissions). ' +
+          'Answers an access token that acts as the user for IMPERSONATION_TTL, with no refresh token; its `act` claim names you. You must hold every permission the user holds (403 exceeds_own_permissions), and keep holding them: the token stops working (401 session_revoked) once you are disabled or lose one of them, or users:impersonate. ' +
           'With it, fresh and aal2 routes and those that manage credentials (API keys, password, email, second factors, sessions, impersonation) answer 403 impersonation_restricted. ' +
           'Audited: the start (impersonation_started, with your reason) and every request made with the token (impersonated_request). The user sees the session in GET /auth/sessions; POST /auth/logout with the token ends it.',
         tags: ['admin'],

@@ -1,7 +1,9 @@
 import { eq } from 'drizzle-orm';
 import { sessions } from '../../../src/db/schema.js';
-import { adminToken, send, userWithPermissions, type Actor } from '../../helpers/admin.js';
-import { buildTestApp, eachDatabase } from '../../helpers/app.js';
+import { adminToken, roleGranting, send, userWithPermissions, userWithRoles, type Actor } from '../../helpers/admin.js';
+import { buildTestApp, eachDatabase, type Test } from '../../helpers/app.js';
+import { openDatabase } from '../../../src/db/client.js';
+import { openTestDatabase, type DatabaseKind } from '../../helpers/databases.js';
 import { claimsOf } from '../../helpers/jwt.js';
 import { enrolTotp } from '../../helpers/mfa.js';
 import { assertProblem } from '../../helpers/problems.js';
@@ -188,4 +190,67 @@ eachDatabase('disabling the user ends an impersonation of them', async (t, kind)
   const token = await impersonationToken(app, admin, user.user.id);
   t.equal((await send(app, admin, 'PATCH', `/admin/users/${user.user.id}`, { active: false })).statusCode, 200);
   assertProblem(t, await app.inject({ url: '/auth/me', headers: bearer(token) }), 401, 'session_revoked');
+});
+
+eachDatabase('an impersonation ends on the next request once its admin could no longer start it', async (t, kind) => {
+  const { app } = await buildTestApp(t, kind);
+  const admin = await adminToken(app);
+  const supportRole = await roleGranting(app, ['users:impersonate', 'users:read', 'read']);
+  const support = await userWithRoles(app, ['user', supportRole]);
+  const demoted = await registerUser(app);
+  const promoted = await userWithPermissions(app, ['users:read']);
+  const disabled = await registerUser(app);
+
+  const first = await impersonationToken(app, support, demoted.user.id);
+  const second = await impersonationToken(app, support, promoted.userId);
+  t.equal((await app.inject({ url: '/auth/me', headers: bearer(first) })).statusCode, 200, 'cached');
+  // The user gains a permission the admin lacks: the admin may no longer see as them.
+  const deleter = await roleGranting(app, ['users:delete']);
+  t.equal((await send(app, admin, 'PUT', `/admin/users/${promoted.userId}/roles`, { roles: ['user', deleter] })).statusCode, 200);
+  assertProblem(t, await app.inject({ url: '/auth/me', headers: bearer(second) }), 401, 'session_revoked', 'the user now holds more than the admin');
+  t.equal((await app.inject({ url: '/auth/me', headers: bearer(first) })).statusCode, 200, 'the other impersonation goes on');
+
+  // The admin loses users:impersonate.
+  t.equal((await send(app, admin, 'PUT', `/admin/users/${support.userId}/roles`, { roles: ['user'] })).statusCode, 200);
+  assertProblem(t, await app.inject({ url: '/auth/me', headers: bearer(first) }), 401, 'session_revoked', 'the admin was demoted');
+
+  // Another admin is disabled.
+  const other = await adminToken(app);
+  const third = await impersonationToken(app, other, disabled.user.id);
+  t.equal((await app.inject({ url: '/auth/me', headers: bearer(third) })).statusCode, 200);
+  t.equal((await send(app, admin, 'PATCH', `/admin/users/${other.userId}`, { active: false })).statusCode, 200);
+  assertProblem(t, await app.inject({ url: '/auth/me', headers: bearer(third) }), 401, 'session_revoked', 'the admin was disabled');
+});
+
+/** Two instances on one database, as in test/routes/auth/api-keys.test.ts. */
+async function twoInstances(t: Test, kind: DatabaseKind) {
+  const shared = await openTestDatabase(kind);
+  const second = shared.url ? await openDatabase({ databaseUrl: shared.url, poolSize: 3 }) : undefined;
+  const a = await buildTestApp(t, kind, { database: shared });
+  const b = await buildTestApp(t, kind, { database: second ? { ...second, url: shared.url } : shared });
+  t.teardown(async () => {
+    await a.app.close();
+    await b.app.close();
+    await second?.close();
+    await shared.drop();
+  });
+  return { a: a.app, b: b.app };
+}
+
+eachDatabase("a demoted admin's impersonation, and one logged out, are refused on another instance within a second", async (t, kind) => {
+  const { a, b } = await twoInstances(t, kind);
+  const admin = await adminToken(a);
+  const support = await userWithRoles(a, ['user', await roleGranting(a, ['users:impersonate', 'read'])]);
+  const user = await registerUser(a);
+  const token = await impersonationToken(a, support, user.user.id);
+  t.equal((await b.inject({ url: '/auth/me', headers: bearer(token) })).statusCode, 200, 'B serves it (and caches both users)');
+  t.equal((await send(a, admin, 'PUT', `/admin/users/${support.userId}/roles`, { roles: ['user'] })).statusCode, 200);
+  const ms = await until(async () => (await b.inject({ url: '/auth/me', headers: bearer(token) })).statusCode === 401, 1000, 'B refusing the demoted admin');
+  t.pass(`B refused the demoted admin's impersonation after ${ms} ms`);
+
+  const other = await impersonationToken(a, admin, user.user.id);
+  t.equal((await b.inject({ url: '/auth/me', headers: bearer(other) })).statusCode, 200);
+  t.equal((await a.inject({ method: 'POST', url: '/auth/logout', headers: bearer(other) })).statusCode, 204);
+  const loggedOutMs = await until(async () => (await b.inject({ url: '/auth/me', headers: bearer(other) })).statusCode === 401, 1000, 'B refusing the ended impersonation');
+  t.pass(`B refused the logged-out impersonation after ${loggedOutMs} ms`);
 });
