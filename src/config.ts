@@ -44,6 +44,8 @@ export const EnvSchema = Type.Object({
   SESSION_MAX_AGE: Type.String({ ...Duration, default: '90d' }),
   REFRESH_REUSE_GRACE: Type.String({ ...Duration, default: '10s' }),
   AUTHZ_CACHE_TTL: Type.String({ ...Duration, default: '30s' }),
+  AUTHZ_CACHE_MAX: Type.String({ pattern: '^[1-9]\\d{0,7}$', default: '50000', description: 'users whose rights are kept in memory, least recently used out first' }),
+  VERIFIED_TOKEN_CACHE_MAX: Type.String({ pattern: '^[1-9]\\d{0,7}$', default: '50000', description: 'access tokens whose signature is remembered, least recently used out first' }),
   BCRYPT_COST: Type.String({ pattern: '^\\d{1,2}$', default: '12' }),
   COOKIE_SECURE: Bool('true'),
   SMTP_URL: Type.Optional(Type.String({ pattern: '^smtps?://' })),
@@ -124,6 +126,10 @@ export interface Config {
   sessionMaxAge: number;
   refreshReuseGrace: number;
   authzCacheTtl: number;
+  /** AUTHZ_CACHE_MAX: users whose authorization state is kept in memory. */
+  authzCacheMax: number;
+  /** VERIFIED_TOKEN_CACHE_MAX: access tokens whose verified claims are kept in memory. */
+  verifiedTokenCacheMax: number;
   bcryptCost: number;
   cookieSecure: boolean;
   admin?: { email: string; password: string };
@@ -250,6 +256,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, warn: (msg: str
     sessionMaxAge: duration('SESSION_MAX_AGE'),
     refreshReuseGrace: duration('REFRESH_REUSE_GRACE'),
     authzCacheTtl: duration('AUTHZ_CACHE_TTL'),
+    authzCacheMax: Number(e.AUTHZ_CACHE_MAX),
+    verifiedTokenCacheMax: Number(e.VERIFIED_TOKEN_CACHE_MAX),
     bcryptCost,
     cookieSecure: isTrue(e.COOKIE_SECURE),
     smtpUrl: e.SMTP_URL,

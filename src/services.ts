@@ -50,7 +50,7 @@ export function createGatehouse(config: Config, database: Database, log: Fastify
   const background = createBackgroundTasks(log);
   const auditQueue = createAuditQueue(database.db, background, log);
   const keyRing = new KeyRing(config.encryptionKeys);
-  const access = new AccessCache(database, { ttlMs: config.authzCacheTtl * 1000, log });
+  const access = new AccessCache(database, { ttlMs: config.authzCacheTtl * 1000, maxEntries: config.authzCacheMax, log });
   const apiKeyHashKey = deriveKey(config.passwordPepper, 'api-keys');
   return {
     config,

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { sql } from 'drizzle-orm';
+import { LruMap } from 'toad-cache';
 import type { Database } from '../db/client.js';
 import type { UserAccess } from '../types.js';
 import { isUuid } from '../lib/uuid.js';
@@ -37,7 +38,8 @@ export interface CacheTicket {
  * would only drop the entry a login or refresh had just filled.
  */
 export class AccessCache {
-  private readonly entries = new Map<string, UserAccess>();
+  /** Least recently used first out: with more users than AUTHZ_CACHE_MAX, the active ones stay. */
+  private readonly entries: LruMap<UserAccess>;
   private readonly loading = new Map<string, Promise<UserAccess | undefined>>();
   /** Bumped on every invalidation, so a load that raced one is not cached. */
   private generation = 0;
@@ -50,7 +52,9 @@ export class AccessCache {
   constructor(
     private readonly database: Database,
     private readonly options: { ttlMs: number; maxEntries?: number; log?: AccessCacheLog },
-  ) {}
+  ) {
+    this.entries = new LruMap<UserAccess>(options.maxEntries ?? 50_000);
+  }
 
   async start(): Promise<void> {
     this.stopListening = await this.database.listen(
@@ -170,9 +174,6 @@ export class AccessCache {
       loadedAt: ticket.loadedAt,
     };
     if (this.mayKeep(ticket)) {
-      const max = this.options.maxEntries ?? 50_000;
-      // Maps iterate in insertion order: dropping the first key drops the oldest entry.
-      if (this.entries.size >= max && !this.entries.has(userId)) this.entries.delete(this.entries.keys().next().value!);
       this.entries.set(userId, entry);
     } else {
       this.entries.delete(userId);

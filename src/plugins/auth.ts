@@ -139,7 +139,7 @@ export const authPlugin = fp(
       },
     });
     // The signature check was most of an authenticated request's cost: see verified-tokens.ts.
-    const verified = new VerifiedTokens<AccessTokenClaims>({ maxEntries: 10_000, clockToleranceMs: config.jwtClockSkew * 1000 });
+    const verified = new VerifiedTokens<AccessTokenClaims>({ maxEntries: config.verifiedTokenCacheMax, clockToleranceMs: config.jwtClockSkew * 1000 });
     // A revoked key's tokens are refused on the next request, not when they leave the cache.
     signingKeys.onChange(() => verified.clear());
     const verifyAccessToken = (token: string): AccessTokenClaims => {

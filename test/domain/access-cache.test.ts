@@ -112,3 +112,21 @@ eachDatabase('only notices naming a user (or everyone) invalidate: other notices
   deliver(`${EVERYONE} another-instance`);
   t.equal(cache.size, 0, 'EVERYONE drops every entry');
 });
+
+eachDatabase('AUTHZ_CACHE_MAX bounds the cache, dropping the least recently used user', async (t, kind) => {
+  const { app, database } = await buildTestApp(t, kind);
+  const [ann, bob, cid] = [(await registerUser(app)).user, (await registerUser(app)).user, (await registerUser(app)).user];
+  // Deaf to notices (the app's own, about these registrations, may still arrive): only the bound decides here.
+  const deaf: Database = { ...database, listen: (channel, _onMessage, events) => database.listen(channel, () => {}, events) };
+  const cache = new AccessCache(deaf, { ttlMs: 60_000, maxEntries: 2 });
+  t.teardown(() => cache.stop());
+  await cache.start();
+  await cache.get(ann.id);
+  await cache.get(bob.id);
+  t.ok(cache.peek(ann.id), 'ann used again: now the most recent');
+  await cache.get(cid.id);
+  t.equal(cache.size, 2);
+  t.ok(cache.peek(ann.id), 'ann kept');
+  t.ok(cache.peek(cid.id), 'cid kept');
+  t.notOk(cache.peek(bob.id), 'bob, the least recently used, dropped');
+});

@@ -51,14 +51,18 @@ tap.test('failures and tokens without exp are not remembered', async (t) => {
   t.equal(cache.size, 0);
 });
 
-tap.test('the cache holds at most maxEntries, dropping the oldest', async (t) => {
+tap.test('the cache holds at most maxEntries, dropping the least recently used', async (t) => {
   const cache = new VerifiedTokens<Claims>({ maxEntries: 2, clockToleranceMs: 0 });
   const { calls, verify } = countingVerifier(Object.fromEntries(['a', 'b', 'c'].map((k) => [k, { sub: k, exp: inSeconds(60) }])));
-  for (const token of ['a', 'b', 'c']) cache.verify(token, verify);
-  t.equal(cache.size, 2);
-  cache.verify('c', verify);
-  cache.verify('b', verify);
-  t.same(calls, ['a', 'b', 'c'], 'b and c still remembered');
   cache.verify('a', verify);
-  t.same(calls, ['a', 'b', 'c', 'a'], 'a was dropped');
+  cache.verify('b', verify);
+  cache.verify('a', verify);
+  t.same(calls, ['a', 'b'], 'a answered from memory');
+  cache.verify('c', verify);
+  t.equal(cache.size, 2);
+  cache.verify('a', verify);
+  cache.verify('c', verify);
+  t.same(calls, ['a', 'b', 'c'], 'a, the older but recently used, and c still remembered');
+  cache.verify('b', verify);
+  t.same(calls, ['a', 'b', 'c', 'b'], 'b, the least recently used, was dropped');
 });
