@@ -1,12 +1,9 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import postgres from 'postgres';
 import tap from 'tap';
-import { openDatabase } from '../../src/db/client.js';
-import { ensureAdmin } from '../../src/domain/admin-bootstrap.js';
-import { buildTestApp, eachDatabase, type Test } from '../helpers/app.js';
-import { openTestDatabase, type DatabaseKind } from '../helpers/databases.js';
-import { PASSWORD, bearer, login, registerUser } from '../helpers/users.js';
-
+import { eachDatabase } from '../helpers/app.js';
+import { twoInstances } from '../helpers/instances.js';
+import { bearer, registerUser } from '../helpers/users.js';
 
 /**
  * A NOTIFY reaches the other instance in milliseconds (the README promises under a second); the
@@ -22,27 +19,6 @@ async function within(limitMs: number, check: () => Promise<boolean>): Promise<n
     await new Promise((r) => setTimeout(r, 20));
   }
   throw new Error(`not within ${limitMs} ms`);
-}
-
-/**
- * Two Gatehouse instances on one database. On PostgreSQL each has its own connections, as two
- * processes would; on PGlite they share the one in-process database and its LISTEN/NOTIFY.
- */
-async function twoInstances(t: Test, kind: DatabaseKind) {
-  const shared = await openTestDatabase(kind);
-  const second = shared.url ? await openDatabase({ databaseUrl: shared.url, poolSize: 3 }) : undefined;
-  const a = await buildTestApp(t, kind, { database: shared });
-  const b = await buildTestApp(t, kind, { database: second ? { ...second, url: shared.url } : shared });
-  t.teardown(async () => {
-    await a.app.close();
-    await b.app.close();
-    await second?.close();
-    await shared.drop();
-  });
-  const adminEmail = 'root@example.com';
-  await ensureAdmin(a.app.gatehouse.db, { email: adminEmail, password: PASSWORD, passwords: a.app.gatehouse.passwords });
-  const admin = bearer((await login(a.app, adminEmail)).accessToken);
-  return { a: a.app, b: b.app, admin, url: shared.url };
 }
 
 eachDatabase('a change made through instance A is enforced by instance B within one second', async (t, kind) => {

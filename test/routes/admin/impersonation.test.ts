@@ -1,9 +1,8 @@
 import { eq } from 'drizzle-orm';
 import { sessions } from '../../../src/db/schema.js';
 import { adminToken, roleGranting, send, userWithPermissions, userWithRoles, type Actor } from '../../helpers/admin.js';
-import { buildTestApp, eachDatabase, type Test } from '../../helpers/app.js';
-import { openDatabase } from '../../../src/db/client.js';
-import { openTestDatabase, type DatabaseKind } from '../../helpers/databases.js';
+import { buildTestApp, eachDatabase } from '../../helpers/app.js';
+import { twoInstances } from '../../helpers/instances.js';
 import { claimsOf } from '../../helpers/jwt.js';
 import { enrolTotp } from '../../helpers/mfa.js';
 import { assertProblem } from '../../helpers/problems.js';
@@ -221,21 +220,6 @@ eachDatabase('an impersonation ends on the next request once its admin could no 
   t.equal((await send(app, admin, 'PATCH', `/admin/users/${other.userId}`, { active: false })).statusCode, 200);
   assertProblem(t, await app.inject({ url: '/auth/me', headers: bearer(third) }), 401, 'session_revoked', 'the admin was disabled');
 });
-
-/** Two instances on one database, as in test/routes/auth/api-keys.test.ts. */
-async function twoInstances(t: Test, kind: DatabaseKind) {
-  const shared = await openTestDatabase(kind);
-  const second = shared.url ? await openDatabase({ databaseUrl: shared.url, poolSize: 3 }) : undefined;
-  const a = await buildTestApp(t, kind, { database: shared });
-  const b = await buildTestApp(t, kind, { database: second ? { ...second, url: shared.url } : shared });
-  t.teardown(async () => {
-    await a.app.close();
-    await b.app.close();
-    await second?.close();
-    await shared.drop();
-  });
-  return { a: a.app, b: b.app };
-}
 
 eachDatabase("a demoted admin's impersonation, and one logged out, are refused on another instance within a second", async (t, kind) => {
   const { a, b } = await twoInstances(t, kind);

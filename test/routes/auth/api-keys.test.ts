@@ -1,13 +1,12 @@
 import { eq, sql } from 'drizzle-orm';
 import { apiKeys, auditEvents } from '../../../src/db/schema.js';
-import { ensureAdmin } from '../../../src/domain/admin-bootstrap.js';
-import { openDatabase } from '../../../src/db/client.js';
 import { adminToken, send, userWithPermissions, userWithRoles, type Actor } from '../../helpers/admin.js';
 import { bearerKey, createKey, withKey } from '../../helpers/api-keys.js';
-import { buildTestApp, eachDatabase, type Test } from '../../helpers/app.js';
-import { openTestDatabase, type DatabaseKind } from '../../helpers/databases.js';
+import { buildTestApp, eachDatabase } from '../../helpers/app.js';
+import { twoInstances } from '../../helpers/instances.js';
+import { openTestDatabase } from '../../helpers/databases.js';
 import { assertProblem } from '../../helpers/problems.js';
-import { PASSWORD, bearer, login } from '../../helpers/users.js';
+import { PASSWORD } from '../../helpers/users.js';
 import { startRedisServer } from '../../helpers/servers.js';
 import { until } from '../../helpers/wait.js';
 
@@ -131,24 +130,6 @@ eachDatabase('a disabled or deleted owner disables the key', async (t, kind) => 
   t.equal((await send(app, admin, 'DELETE', `/admin/users/${owner.userId}`)).statusCode, 204);
   assertProblem(t, await app.inject({ url: '/auth/me', headers: withKey(key) }), 401, 'api_key_invalid', 'owner deleted');
 });
-
-/** Two instances on one database, as in test/plugins/access-propagation.test.ts. */
-async function twoInstances(t: Test, kind: DatabaseKind) {
-  const shared = await openTestDatabase(kind);
-  const second = shared.url ? await openDatabase({ databaseUrl: shared.url, poolSize: 3 }) : undefined;
-  const a = await buildTestApp(t, kind, { database: shared });
-  const b = await buildTestApp(t, kind, { database: second ? { ...second, url: shared.url } : shared });
-  t.teardown(async () => {
-    await a.app.close();
-    await b.app.close();
-    await second?.close();
-    await shared.drop();
-  });
-  const adminEmail = 'root@example.com';
-  await ensureAdmin(a.app.gatehouse.db, { email: adminEmail, password: PASSWORD, passwords: a.app.gatehouse.passwords });
-  const admin = bearer((await login(a.app, adminEmail)).accessToken);
-  return { a: a.app, b: b.app, admin };
-}
 
 eachDatabase("a demoted owner's key, and a revoked key, are refused on another instance within a second", async (t, kind) => {
   const { a, b, admin } = await twoInstances(t, kind);
