@@ -28,7 +28,8 @@ async function grantAdmin(tx: Tx, userId: string): Promise<void> {
  * The operator's admin (ADMIN_EMAIL/ADMIN_PASSWORD, create-admin): a new account is created as an
  * admin; an existing one is promoted (and reactivated) only when `password` is its password. Anyone
  * can register an email before the operator configures it: without that proof, the next start would
- * hand them the admin role. An active admin is left as it is.
+ * hand them the admin role. An active admin is left as it is. The operator named the address, so
+ * it counts as confirmed (REQUIRE_EMAIL_CONFIRMATION would otherwise lock the admin out).
  */
 export async function ensureAdmin(
   db: Db,
@@ -40,7 +41,7 @@ export async function ensureAdmin(
     // winner's commit and then finds its admin below.
     const [inserted] = await tx
       .insert(users)
-      .values({ email: input.email, passwordHash })
+      .values({ email: input.email, passwordHash, emailConfirmedAt: new Date() })
       .onConflictDoNothing({ target: users.email })
       .returning({ id: users.id });
     if (inserted) {
@@ -54,7 +55,9 @@ export async function ensureAdmin(
       return { userId: user.id, outcome: 'refused_password_mismatch' as const };
     }
     await grantAdmin(tx, user.id);
-    if (!user.active) await tx.update(users).set({ active: true, updatedAt: new Date() }).where(eq(users.id, user.id));
+    if (!user.active || !user.emailConfirmedAt) {
+      await tx.update(users).set({ active: true, emailConfirmedAt: user.emailConfirmedAt ?? new Date(), updatedAt: new Date() }).where(eq(users.id, user.id));
+    }
     return { userId: user.id, outcome: 'promoted' as const };
   });
 }

@@ -45,9 +45,10 @@ eachDatabase('ADMIN_EMAIL of an existing account whose password is ADMIN_PASSWOR
   const email = uniqueEmail('owner');
   const database = await registeredEarlier(t, kind, email, OPERATOR_PASSWORD);
   const logLines: string[] = [];
-  const { app } = await buildTestApp(t, kind, { database, logLines, env: { ADMIN_EMAIL: email, ADMIN_PASSWORD: OPERATOR_PASSWORD } });
+  const env = { ADMIN_EMAIL: email, ADMIN_PASSWORD: OPERATOR_PASSWORD, REQUIRE_EMAIL_CONFIRMATION: 'true' };
+  const { app } = await buildTestApp(t, kind, { database, logLines, env });
 
-  t.same((await rolesOf(app, email, OPERATOR_PASSWORD)).sort(), ['admin', 'user']);
+  t.same((await rolesOf(app, email, OPERATOR_PASSWORD)).sort(), ['admin', 'user'], 'logs in though the address was never confirmed by mail');
   t.ok(logged(logLines).some((line) => /promoted ADMIN_EMAIL/.test(line.msg)));
   t.notOk(logged(logLines).some((line) => line.level >= 50), 'no error logged');
 });
@@ -55,9 +56,9 @@ eachDatabase('ADMIN_EMAIL of an existing account whose password is ADMIN_PASSWOR
 eachDatabase('a fresh ADMIN_EMAIL is created as an admin who can log in with ADMIN_PASSWORD', async (t, kind) => {
   const email = uniqueEmail('root');
   const logLines: string[] = [];
-  const { app } = await buildTestApp(t, kind, { logLines, env: { ADMIN_EMAIL: email, ADMIN_PASSWORD: OPERATOR_PASSWORD } });
+  const { app } = await buildTestApp(t, kind, { logLines, env: { ADMIN_EMAIL: email, ADMIN_PASSWORD: OPERATOR_PASSWORD, REQUIRE_EMAIL_CONFIRMATION: 'true' } });
 
-  t.same((await rolesOf(app, email, OPERATOR_PASSWORD)).sort(), ['admin', 'user']);
+  t.same((await rolesOf(app, email, OPERATOR_PASSWORD)).sort(), ['admin', 'user'], 'logs in with REQUIRE_EMAIL_CONFIRMATION: the operator named the address');
   t.ok(logged(logLines).some((line) => /created admin from ADMIN_EMAIL/.test(line.msg)));
 });
 
