@@ -141,7 +141,6 @@ eachDatabase('REGISTRATION=invite-only closes sign-up, and invitations still wor
   const { app } = await buildTestApp(t, kind, { env: { SMTP_URL: mailbox.url, REGISTRATION: 'invite-only', REQUIRE_EMAIL_CONFIRMATION: 'true' } });
   const adminEmail = uniqueEmail('admin');
   await ensureAdmin(app.gatehouse.db, { email: adminEmail, password: PASSWORD, passwords: app.gatehouse.passwords });
-  await app.gatehouse.db.update(users).set({ emailConfirmedAt: new Date() }).where(eq(users.email, adminEmail));
   const signedIn = await login(app, adminEmail);
   const admin: Actor = { userId: signedIn.user.id, email: adminEmail, accessToken: signedIn.accessToken, refreshToken: signedIn.refreshToken!, headers: bearer(signedIn.accessToken) };
   assertProblem(t, await post(app, '/auth/register', { email: uniqueEmail(), password: PASSWORD }), 403, 'registration_closed');
