@@ -4,6 +4,8 @@ export const PASSWORD = 'correct horse battery staple';
 export const USER_AGENT = 'gatehouse-bench';
 
 export const bulkEmail = (i: number) => `user${i}@bench.gatehouse.test`;
+/** The users of the many-users scenario, each with a session and a token of their own. */
+export const manyEmail = (i: number) => `many${i}@bench.gatehouse.test`;
 export const READER_EMAIL = 'reader@bench.gatehouse.test';
 export const ADMIN_EMAIL = 'admin@bench.gatehouse.test';
 
@@ -11,6 +13,10 @@ export const ADMIN_EMAIL = 'admin@bench.gatehouse.test';
 export interface ServerKnobs {
   BENCH_USERS: string;
   BENCH_REFRESH_TOKENS: string;
+  /** Distinct users with a token each (many-users); 0: none made. */
+  BENCH_MANY_USERS: string;
+  /** Users with a token each, one per revocation of two-instances; 0: none made. */
+  BENCH_REVOCATIONS: string;
 }
 
 /**
@@ -30,6 +36,10 @@ export interface PreparedMessage {
   userApiKey: string;
   /** Access token of an admin (ensureAdmin). */
   adminToken: string;
+  /** Access tokens of BENCH_MANY_USERS distinct users (role `user`), one session each. */
+  manyTokens: string[];
+  /** Users whose sessions two-instances revokes, one per revocation, with an access token each. */
+  revocationVictims: { userId: string; token: string }[];
   prepareMs: number;
 }
 

@@ -7,7 +7,7 @@
  *
  * Environment: BENCH_DATABASE_URL (a PostgreSQL server: a throwaway database is created on it and
  * dropped afterwards; default: PGlite in a temporary folder), BCRYPT_COST (default 12),
- * BENCH_USERS (10000), BENCH_DURATION (seconds per scenario: 10, or 2 with --quick),
+ * BENCH_USERS (10000), BENCH_MANY_USERS (20000), BENCH_DURATION (seconds per scenario: 10, or 2 with --quick),
  * BENCH_CONNECTIONS (10), BENCH_REFRESH_TOKENS (pool size), BENCH_RESULTS_DIR, BENCH_CPU_PROF
  * (a folder: the server writes one V8 CPU profile per scenario there; read them with
  * bench/profile.ts), BENCH_LOG (a pino level for the server's log on stderr; default: none),
@@ -25,8 +25,11 @@ import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import bcrypt from 'bcrypt';
+import { drizzle } from 'drizzle-orm/postgres-js';
 import postgres from 'postgres';
 import { EnvSchema } from '../src/config.js';
+import type { Db } from '../src/db/client.js';
+import { listUsers } from '../src/domain/admin-users.js';
 import { createPasswordHasher } from '../src/domain/passwords.js';
 import {
   PASSWORD,
@@ -69,6 +72,8 @@ const options = {
   duration: envNumber('BENCH_DURATION', quick ? 2 : 10),
   bcryptCost: envNumber('BCRYPT_COST', 12),
   users: envNumber('BENCH_USERS', 10_000),
+  /** Distinct users of many-users, each with a token: more than one access token's worth of cache per user. */
+  manyUsers: envNumber('BENCH_MANY_USERS', 20_000),
   connections: envNumber('BENCH_CONNECTIONS', 10),
   loginConnections: 16,
   stormConnections: 64,
@@ -85,14 +90,25 @@ const resultsDir = resolve(process.env.BENCH_RESULTS_DIR ?? join(HERE, 'results'
 const cpuProfDir = process.env.BENCH_CPU_PROF ? resolve(process.env.BENCH_CPU_PROF) : undefined;
 
 const TARGETS = {
-  protectedRatio: 0.85,
-  meRatio: 0.7,
+  protectedRatio: 0.92,
+  meRatio: 0.85,
   apiKeyRatio: 0.8,
-  loginRatio: 0.95,
-  stormP99Ms: 50,
-  refreshRps: 1500,
+  loginRatio: 0.97,
+  stormP99Ms: 10,
+  /** Refresh against the database's own rate of one-row INSERT+COMMIT transactions. */
+  refreshWriteRatio: 0.15,
+  /** The admin list against the same statement run by the driver itself. */
+  dbReadRatio: 0.5,
+  manyUsersRatio: 0.6,
+  manyUsersP99Ms: 5,
+  manyUsersRssMb: 250,
+  revocationP99Ms: 100,
   rssMb: 200,
 };
+/** Both caches hold every user of many-users (and those that login and refresh loaded): the RSS target is with all of them cached. */
+const CACHE_MAX = String(Math.max(50_000, 2 * options.manyUsers));
+/** Revocations of two-instances: one a second. */
+const revocations = Math.max(1, Math.floor(options.duration));
 
 const t0 = performance.now();
 const log = (line: string) => process.stderr.write(`[${((performance.now() - t0) / 1000).toFixed(1).padStart(5)} s] ${line}\n`);
@@ -363,12 +379,83 @@ async function bcryptRate(cost: number, pepper: string, seconds: number): Promis
   return { perSec: round(compares / elapsed), concurrency, compares, seconds: round(elapsed) };
 }
 
+/**
+ * The database's own ceiling for some work: `connections` workers of the driver each running `task`
+ * back to back through postgres.js for `seconds`, counted and timed like an autocannon run.
+ */
+async function driverLoad(name: string, connections: number, seconds: number, task: () => Promise<unknown>): Promise<Loaded> {
+  const latencies: number[] = [];
+  const started = performance.now();
+  const deadline = started + seconds * 1000;
+  let last = started;
+  let errors = 0;
+  await Promise.all(
+    Array.from({ length: connections }, async () => {
+      while (performance.now() < deadline) {
+        const sent = performance.now();
+        try {
+          await task();
+        } catch (err) {
+          if (++errors === 1) log(`bench: ${name}: ${err instanceof Error ? err.message : String(err)}`);
+          continue;
+        }
+        last = performance.now();
+        latencies.push(last - sent);
+      }
+    }),
+  );
+  const sorted = Float64Array.from(latencies).sort();
+  const elapsed = (last - started) / 1000;
+  return {
+    name,
+    requestsPerSec: round(latencies.length / elapsed, 1),
+    p50Ms: round(percentile(sorted, 0.5)),
+    p99Ms: round(percentile(sorted, 0.99)),
+    requests: latencies.length,
+    errors,
+    timeouts: 0,
+    non2xx: 0,
+    statusCodes: {},
+    seconds: round(elapsed),
+    latencies: sorted,
+  };
+}
+
+/** A postgres.js pool of the driver's own on the bench database, as many connections as the scenario has. */
+function driverClient(url: string, extra: postgres.Options<Record<string, postgres.PostgresType>> = {}) {
+  return postgres(url, { max: options.connections, onnotice: () => {}, ...extra });
+}
+
+/**
+ * The statement `GET /admin/users?limit=10` runs, as postgres.js receives it: listUsers run once
+ * here through drizzle on a client of the driver's own, which logs it (postgres.js's `debug`).
+ */
+async function adminListStatement(url: string): Promise<{ query: string; params: unknown[] }> {
+  let captured: { query: string; params: unknown[] } | undefined;
+  const client = postgres(url, { max: 1, onnotice: () => {}, debug: (_connection, query, params) => (captured ??= { query, params }) });
+  try {
+    await listUsers(drizzle(client) as unknown as Db, { limit: 10 });
+  } finally {
+    await client.end({ timeout: 5 });
+  }
+  if (!captured) throw new Error('listUsers ran no statement');
+  return captured;
+}
+
 // ---------------------------------------------------------------- scenarios
 
 interface Context {
   base: string;
   ready: Ready;
   server: Server;
+  /** The bench database, for the driver's own ceilings (undefined on PGlite, which only the server can open). */
+  databaseUrl?: string;
+  script: ServerScript;
+  env: NodeJS.ProcessEnv;
+  /** Said under the tables: a scenario or target skipped, and why. */
+  notes: string[];
+  /** Set by many-users: the server's RSS once every one of its users was cached. */
+  manyUsersCachedRssMb?: number;
 }
 
 const json = { 'content-type': 'application/json' };
@@ -378,7 +465,7 @@ function cycle<T>(items: T[]): () => T {
   return () => items[i++ % items.length]!;
 }
 
-const SCENARIOS = ['baseline', 'protected', 'me', 'apikey', 'refresh', 'login', 'admin-users', 'storm'] as const;
+const SCENARIOS = ['baseline', 'protected', 'me', 'apikey', 'refresh', 'write-ceiling', 'login', 'admin-users', 'db-read', 'storm', 'many-users', 'two-instances'] as const;
 type ScenarioName = (typeof SCENARIOS)[number];
 
 const TITLES: Record<string, string> = {
@@ -387,11 +474,20 @@ const TITLES: Record<string, string> = {
   me: '3. GET /auth/me',
   apikey: "3b. protected, with an API key (X-API-Key)",
   refresh: '4. POST /auth/refresh (fresh token each)',
+  'write-ceiling': `   one-row INSERT+COMMIT rate (driver, ${options.connections} connections)`,
   login: `5. POST /auth/login (${options.loginConnections} connections)`,
   bcrypt: `   bcrypt.compare rate, cost ${options.bcryptCost} (driver, all cores)`,
   'admin-users': '6. GET /admin/users?limit=50 (admin)',
+  'db-read': '6b. GET /admin/users?limit=10 (admin)',
+  'db-read-ceiling': `   its SQL statement (driver, ${options.connections} connections)`,
   'storm-probe': `7. protected during login storm (${options.stormProbe.connections}x${options.stormProbe.connectionRate} req/s)`,
   'storm-login': `   the login storm (${options.stormConnections} connections)`,
+  'many-users-baseline': '8. baseline, next to many-users',
+  'many-users-protected': `   protected, ${options.manyUsers} users' tokens in turn`,
+  'many-users-me': `   GET /auth/me, ${options.manyUsers} users' tokens in turn`,
+  'two-instances-a': `9. two instances: protected on A (${Math.ceil(options.connections / 2)} connections)`,
+  'two-instances-b': `   protected on B (${Math.ceil(options.connections / 2)} connections)`,
+  'two-instances-revocation': '   revoked through A until B refuses (ms)',
 };
 
 function loginRequests(ready: Ready): autocannon.Request[] {
@@ -428,8 +524,8 @@ async function measure(name: string, opts: autocannon.Options, server: Server): 
  */
 async function measureInterleaved(runs: { name: string; opts: autocannon.Options }[], server: Server, rounds: number): Promise<Measured[]> {
   await settle(server.pid);
-  log(`bench: ${runs.map((r) => TITLES[r.name] ?? r.name).join(', ')}, in ${rounds} alternating slices ...`);
-  const slices = new Map(runs.map((r) => [r.name, [] as { loaded: Loaded; peakRssMb: number; cpuMs: number }[]]));
+  log(`bench: ${runs.map((r) => (TITLES[r.name] ?? r.name).trim()).join(', ')}, in ${rounds} alternating slices ...`);
+  const slices = new Map(runs.map((r) => [r.name, [] as Sliced[]]));
   for (let slice = 1; slice <= rounds; slice++) {
     for (const { name, opts } of runs) {
       const duration = options.duration / rounds;
@@ -440,8 +536,14 @@ async function measureInterleaved(runs: { name: string; opts: autocannon.Options
   return runs.map(({ name }) => mergeSlices(name, slices.get(name)!));
 }
 
+interface Sliced {
+  loaded: Loaded;
+  peakRssMb: number;
+  cpuMs: number;
+}
+
 /** One scenario's result from its slices: counts and times added, latencies pooled, peaks maxed. */
-function mergeSlices(name: string, parts: { loaded: Loaded; peakRssMb: number; cpuMs: number }[]): Measured {
+function mergeSlices(name: string, parts: Sliced[]): Measured {
   const sum = (f: (loaded: Loaded) => number) => parts.reduce((total, p) => total + f(p.loaded), 0);
   const latencies = Float64Array.from(parts.flatMap((p) => [...p.loaded.latencies])).sort();
   const statusCodes: Record<string, number> = {};
@@ -450,7 +552,7 @@ function mergeSlices(name: string, parts: { loaded: Loaded; peakRssMb: number; c
   const seconds = sum((l) => l.seconds);
   return {
     name,
-    requestsPerSec: round(requests / seconds, 1),
+    requestsPerSec: seconds ? round(requests / seconds, 1) : 0,
     p50Ms: round(percentile(latencies, 0.5)),
     p99Ms: round(percentile(latencies, 0.99)),
     requests,
@@ -459,7 +561,7 @@ function mergeSlices(name: string, parts: { loaded: Loaded; peakRssMb: number; c
     non2xx: sum((l) => l.non2xx),
     statusCodes,
     seconds: round(seconds),
-    peakRssMb: Math.max(...parts.map((p) => p.peakRssMb)),
+    peakRssMb: Math.max(0, ...parts.map((p) => p.peakRssMb)),
     serverCpuMsPerRequest: perRequest(parts.reduce((total, p) => total + p.cpuMs, 0), requests),
   };
 }
@@ -471,7 +573,7 @@ function mergeSlices(name: string, parts: { loaded: Loaded; peakRssMb: number; c
 async function measureLogin(ctx: Context, pepper: string, rounds: number): Promise<{ login: Measured; compares: BcryptRate }> {
   const { server, ready } = ctx;
   const bcryptSeconds = Math.min(options.duration, quick ? 2 : 6);
-  const logins: { loaded: Loaded; peakRssMb: number; cpuMs: number }[] = [];
+  const logins: Sliced[] = [];
   const rates: BcryptRate[] = [];
   for (let slice = 1; slice <= rounds; slice++) {
     await settle(server.pid);
@@ -493,19 +595,225 @@ async function measureLogin(ctx: Context, pepper: string, rounds: number): Promi
   };
 }
 
+type ReadName = 'baseline' | 'protected' | 'me' | 'apikey';
+/** The read scenarios whose ratios to the baseline are targets: measured interleaved, as one step. */
+const RATIOS: ScenarioName[] = ['baseline', 'protected', 'me', 'apikey'];
+
 /** The autocannon options of the read scenarios. */
-function readScenario(name: ScenarioName, { base, ready }: Context): { name: string; opts: autocannon.Options } {
+function readScenario(name: ReadName, { base, ready }: Context): { name: string; opts: autocannon.Options } {
   const common = { connections: options.connections, duration: options.duration };
   const userAuth = { authorization: `Bearer ${ready.userToken}` };
-  const urls: Partial<Record<ScenarioName, string>> = { baseline: '/baseline', protected: '/protected', me: '/auth/me', apikey: '/protected' };
+  const urls: Record<ReadName, string> = { baseline: '/baseline', protected: '/protected', me: '/auth/me', apikey: '/protected' };
   const headers = name === 'baseline' ? undefined : name === 'apikey' ? { 'x-api-key': ready.userApiKey } : userAuth;
-  return { name, opts: { ...common, url: `${base}${urls[name]!}`, ...(headers ? { headers } : {}) } };
+  return { name, opts: { ...common, url: `${base}${urls[name]}`, ...(headers ? { headers } : {}) } };
 }
 
-async function runScenario(name: ScenarioName, ctx: Context, pools: { refresh: string[] }): Promise<Measured[]> {
+/**
+ * many-users: the protected route and /auth/me, each request with the next of many users' tokens
+ * (one turn shared by both), so that both caches miss on each user's first request and fill up;
+ * next to a baseline of their own, interleaved. Run after the single-user scenarios, whose memory
+ * is measured without those users.
+ */
+async function measureManyUsers(ctx: Context): Promise<Measured[]> {
+  const { base, ready, server } = ctx;
+  const tokens = ready.manyTokens;
+  let turn = 0;
+  const nextUser = (req: autocannon.Request) => ({ ...req, headers: { ...req.headers, authorization: `Bearer ${tokens[turn++ % tokens.length]!}` } });
+  const common = { connections: options.connections, duration: options.duration };
+  const runs = [
+    { name: 'many-users-baseline', opts: { ...common, url: `${base}/baseline` } },
+    { name: 'many-users-protected', opts: { ...common, url: base, requests: [{ method: 'GET' as const, path: '/protected', setupRequest: nextUser }] } },
+    { name: 'many-users-me', opts: { ...common, url: base, requests: [{ method: 'GET' as const, path: '/auth/me', setupRequest: nextUser }] } },
+  ];
+  const measured = await measureInterleaved(runs, server, quick ? 1 : 5);
+  // A short run may not have reached every user: the rest are loaded now, so that the memory is
+  // that of all of them cached.
+  const left = tokens.length - Math.min(turn, tokens.length);
+  if (left > 0) {
+    log(`bench: many-users: the ${left} users not reached yet, once each ...`);
+    const rest = await load('many-users-rest', { url: base, connections: options.connections, amount: left, requests: [{ method: 'GET', path: '/auth/me', setupRequest: nextUser }] }, server.pid);
+    if (rest.errors || rest.non2xx) throw new Error(`many-users: loading the remaining users failed: ${JSON.stringify(rest.statusCodes)}`);
+  }
+  await settle(server.pid);
+  ctx.manyUsersCachedRssMb = round(Math.max(procStatusKb(server.pid, 'VmRSS') / 1024, ...measured.map((m) => m.peakRssMb)), 1);
+  return measured;
+}
+
+/**
+ * Refresh and, on PostgreSQL, the database's own rate of one-row INSERT+COMMIT transactions (a
+ * table of the driver's own, one autocommitted insert each: one commit, as a refresh is one
+ * statement), in alternating slices like login and bcrypt: the server idle during the driver's.
+ */
+async function measureRefresh(ctx: Context, pool: string[], withCeiling: boolean, rounds: number): Promise<Measured[]> {
+  const { base, server, ready } = ctx;
+  const client = withCeiling && ctx.databaseUrl ? driverClient(ctx.databaseUrl) : undefined;
+  const refreshes: Sliced[] = [];
+  const writes: Sliced[] = [];
+  try {
+    if (client) await client`create table if not exists bench_writes (id bigserial primary key, written_at timestamptz not null default now(), note text not null)`;
+    for (let slice = 1; slice <= rounds; slice++) {
+      const of = rounds > 1 ? ` (slice ${slice} of ${rounds})` : '';
+      if (client) {
+        await settle(server.pid);
+        log(`bench: ${TITLES['write-ceiling']!.trim()}${of} ...`);
+        writes.push({ loaded: await driverLoad('write-ceiling', options.connections, options.duration / rounds, () => client`insert into bench_writes (note) values (${'bench'})`), peakRssMb: 0, cpuMs: 0 });
+      }
+      if (pool.length === 0) continue;
+      await settle(server.pid);
+      log(`bench: ${TITLES.refresh!}${of} ...`);
+      const opts: autocannon.Options = {
+        url: base,
+        connections: options.connections,
+        duration: options.duration / rounds,
+        // Never more requests than tokens: autocannon ends the run early instead.
+        maxOverallRequests: pool.length,
+        requests: [
+          {
+            method: 'POST',
+            path: '/auth/refresh',
+            headers: json,
+            setupRequest: (req) => ({ ...req, body: JSON.stringify({ refreshToken: pool.pop() }) }),
+          },
+        ],
+      };
+      const { value, peakRssMb, cpuMs } = await watch(server, `refresh-${slice}`, () => load('refresh', opts, server.pid));
+      refreshes.push({ loaded: value, peakRssMb, cpuMs });
+    }
+  } finally {
+    await client?.end({ timeout: 5 });
+  }
+  const measured = mergeSlices('refresh', refreshes);
+  if (pool.length === 0) {
+    measured.note = `token pool (${ready.refreshTokens.length}) used up after ${measured.seconds} s: raise BENCH_REFRESH_TOKENS for a longer run`;
+  }
+  return writes.length ? [measured, { ...mergeSlices('write-ceiling', writes), peakRssMb: 0 }] : [measured];
+}
+
+/**
+ * db-read: the admin list's first page of 10, and on PostgreSQL the very statement it runs, run by
+ * the driver itself through postgres.js at the same concurrency (prepared, as the server's pool
+ * does): that read's ceiling on this database. Alternating slices, the server idle during the driver's.
+ */
+async function measureDbRead(ctx: Context, rounds: number): Promise<Measured[]> {
+  const { base, server, ready } = ctx;
+  const route = { url: `${base}/admin/users?limit=10`, connections: options.connections, headers: { authorization: `Bearer ${ready.adminToken}` } };
+  if (!ctx.databaseUrl) {
+    ctx.notes.push('db-read: no ceiling on PGlite (only the server can open the embedded database); the route alone, its target skipped');
+    return [await measure('db-read', { ...route, duration: options.duration }, server)];
+  }
+  const statement = await adminListStatement(ctx.databaseUrl);
+  const client = driverClient(ctx.databaseUrl);
+  const reads: Sliced[] = [];
+  const ceiling: Sliced[] = [];
+  try {
+    for (let slice = 1; slice <= rounds; slice++) {
+      const of = rounds > 1 ? ` (slice ${slice} of ${rounds})` : '';
+      await settle(server.pid);
+      log(`bench: ${TITLES['db-read-ceiling']!.trim()}${of} ...`);
+      const run = () => client.unsafe(statement.query, statement.params as postgres.ParameterOrJSON<never>[], { prepare: true });
+      ceiling.push({ loaded: await driverLoad('db-read-ceiling', options.connections, options.duration / rounds, run), peakRssMb: 0, cpuMs: 0 });
+      await settle(server.pid);
+      log(`bench: ${TITLES['db-read']!}${of} ...`);
+      const { value, peakRssMb, cpuMs } = await watch(server, `db-read-${slice}`, () => load('db-read', { ...route, duration: options.duration / rounds }, server.pid));
+      reads.push({ loaded: value, peakRssMb, cpuMs });
+    }
+  } finally {
+    await client.end({ timeout: 5 });
+  }
+  return [mergeSlices('db-read', reads), mergeSlices('db-read-ceiling', ceiling)];
+}
+
+/**
+ * two-instances: a second server (B) on the same database; the protected route loaded on both at
+ * once; meanwhile, once a second, a user's sessions are revoked through A (the admin API) and B is
+ * asked with that user's token, back to back, until it refuses. The time is counted from sending
+ * the revocation to A to B's first refusal: an upper bound, A's own answer included.
+ */
+async function measureTwoInstances(ctx: Context, started: Server[]): Promise<Measured[]> {
+  const { ready, server: a } = ctx;
+  log('bench: two-instances: starting instance B on the same database ...');
+  const b = await startServer(ctx.script, ctx.env);
+  started.push(b);
+  const baseA = ctx.base;
+  const baseB = `http://127.0.0.1:${b.ready.port}`;
+  const userAuth = { authorization: `Bearer ${ready.userToken}` };
+  const connections = Math.ceil(options.connections / 2);
+  await load('warm-up-b', { url: `${baseB}/protected`, headers: userAuth, connections, duration: 1 }, b.pid);
+  await settle(a.pid);
+  await settle(b.pid);
+  log(`bench: ${TITLES['two-instances-a']}, ${TITLES['two-instances-b']!.trim()}, ${revocations} revocations ...`);
+
+  const propagation: number[] = [];
+  let refusedLate = 0;
+  const revoke = async () => {
+    const t = performance.now();
+    for (const [i, victim] of ready.revocationVictims.slice(0, revocations).entries()) {
+      await sleep(Math.max(0, t + 500 + i * 1000 - performance.now()));
+      const auth = { authorization: `Bearer ${victim.token}` };
+      // B knows the user (and has verified the token) before the revocation.
+      const before = await fetch(`${baseB}/protected`, { headers: auth });
+      if (before.status !== 200) throw new Error(`two-instances: instance B answered ${before.status} before the revocation`);
+      const sent = performance.now();
+      const revoked = await fetch(`${baseA}/admin/users/${victim.userId}/sessions/revoke`, { method: 'POST', headers: { authorization: `Bearer ${ready.adminToken}` } });
+      if (revoked.status !== 204) throw new Error(`two-instances: the revocation through A answered ${revoked.status}`);
+      for (;;) {
+        const answer = await fetch(`${baseB}/protected`, { headers: auth });
+        await answer.arrayBuffer();
+        if (answer.status === 401) break;
+        if (performance.now() - sent > 10_000) {
+          refusedLate++;
+          break;
+        }
+      }
+      propagation.push(performance.now() - sent);
+    }
+  };
+
+  const rssB = sampleRss(b.pid);
+  const cpuB = cpuTicks(b.pid) ?? 0;
+  const { value, peakRssMb, cpuMs } = await watch(a, 'two-instances', () =>
+    Promise.all([
+      load('two-instances-a', { url: `${baseA}/protected`, headers: userAuth, connections, duration: options.duration }, a.pid),
+      load('two-instances-b', { url: `${baseB}/protected`, headers: userAuth, connections, duration: options.duration }, b.pid),
+      revoke(),
+    ]),
+  );
+  const peakRssMbB = round(rssB(), 1);
+  const cpuMsB = ((cpuTicks(b.pid) ?? 0) - cpuB) * TICK_MS;
+  await b.stop();
+  const [onA, onB] = value;
+  const strip = ({ latencies: _, ...rest }: Loaded) => rest;
+  const sorted = Float64Array.from(propagation).sort();
+  const seconds = onA.seconds;
+  return [
+    { ...strip(onA), peakRssMb, serverCpuMsPerRequest: perRequest(cpuMs, onA.requests) },
+    { ...strip(onB), peakRssMb: peakRssMbB, serverCpuMsPerRequest: perRequest(cpuMsB, onB.requests) },
+    {
+      name: 'two-instances-revocation',
+      requestsPerSec: round(propagation.length / seconds, 1),
+      p50Ms: round(percentile(sorted, 0.5)),
+      p99Ms: round(percentile(sorted, 0.99)),
+      requests: propagation.length,
+      // B still accepting the token 10 s after the revocation counts as an error.
+      errors: refusedLate,
+      timeouts: refusedLate,
+      non2xx: 0,
+      statusCodes: {},
+      seconds,
+      peakRssMb: Math.max(peakRssMb, peakRssMbB),
+      serverCpuMsPerRequest: 0,
+    },
+  ];
+}
+
+async function runScenario(name: ScenarioName, ctx: Context, pools: { refresh: string[] }, selected: readonly ScenarioName[], started: Server[]): Promise<Measured[]> {
   const { base, ready, server } = ctx;
   const common = { url: base, connections: options.connections, duration: options.duration };
   const userAuth = { authorization: `Bearer ${ready.userToken}` };
+  const postgresOnly = (what: string) => {
+    ctx.notes.push(`${what}: skipped on PGlite (only the server process can open the embedded database); BENCH_DATABASE_URL runs it`);
+    return [];
+  };
   switch (name) {
     case 'baseline':
     case 'protected':
@@ -514,30 +822,21 @@ async function runScenario(name: ScenarioName, ctx: Context, pools: { refresh: s
       const { opts } = readScenario(name, ctx);
       return [await measure(name, opts, server)];
     }
-    case 'refresh': {
-      const pool = pools.refresh;
-      const measured = await measure(
-        name,
-        {
-          ...common,
-          // Never more requests than tokens: autocannon ends the run early instead.
-          maxOverallRequests: pool.length,
-          requests: [
-            {
-              method: 'POST',
-              path: '/auth/refresh',
-              headers: json,
-              setupRequest: (req) => ({ ...req, body: JSON.stringify({ refreshToken: pool.pop() }) }),
-            },
-          ],
-        },
-        server,
-      );
-      if (pool.length === 0) {
-        measured.note = `token pool (${ready.refreshTokens.length}) used up after ${measured.seconds} s: raise BENCH_REFRESH_TOKENS for a longer run`;
-      }
-      return [measured];
+    case 'refresh':
+    case 'write-ceiling': {
+      // Measured together, where the first of the two is; write-ceiling alone is the ceiling alone.
+      if (name === 'write-ceiling' && selected.includes('refresh')) return ctx.databaseUrl ? [] : postgresOnly('write-ceiling, and the refresh target');
+      if (name === 'write-ceiling' && !ctx.databaseUrl) return postgresOnly('write-ceiling');
+      const withCeiling = selected.includes('write-ceiling') && Boolean(ctx.databaseUrl);
+      const measured = await measureRefresh(ctx, name === 'refresh' ? pools.refresh : [], withCeiling, quick ? 1 : 2);
+      return name === 'refresh' ? measured : measured.filter((m) => m.name === 'write-ceiling');
     }
+    case 'db-read':
+      return measureDbRead(ctx, quick ? 1 : 2);
+    case 'many-users':
+      return measureManyUsers(ctx);
+    case 'two-instances':
+      return ctx.databaseUrl ? measureTwoInstances(ctx, started) : postgresOnly('two-instances');
     case 'login':
       throw new Error('login is measured by measureLogin, next to the bcrypt rate');
     case 'admin-users':
@@ -577,7 +876,7 @@ interface Target {
   pass: boolean;
 }
 
-function targetsOf(byName: Map<string, Measured>, bcryptPerSec: number | undefined, peakRssMb: number): Target[] {
+function targetsOf(byName: Map<string, Measured>, bcryptPerSec: number | undefined, peakRssMb: number, manyUsersCachedRssMb: number | undefined): Target[] {
   const targets: Target[] = [];
   const rps = (name: string) => byName.get(name)?.requestsPerSec;
   const ratio = (name: string, measured: number | undefined, over: number | undefined, min: number) => {
@@ -589,11 +888,19 @@ function targetsOf(byName: Map<string, Measured>, bcryptPerSec: number | undefin
   ratio('/auth/me / baseline', rps('me'), rps('baseline'), TARGETS.meRatio);
   ratio('protected with an API key / baseline', rps('apikey'), rps('baseline'), TARGETS.apiKeyRatio);
   ratio('login / bcrypt compare rate', rps('login'), bcryptPerSec, TARGETS.loginRatio);
-  const probe = byName.get('storm-probe');
-  if (probe) targets.push({ name: 'protected p99 during login storm', measured: probe.p99Ms, unit: ' ms', goal: `< ${TARGETS.stormP99Ms} ms`, pass: probe.p99Ms < TARGETS.stormP99Ms });
-  const refresh = rps('refresh');
-  if (refresh !== undefined) targets.push({ name: 'refresh rate', measured: refresh, unit: ' req/s', goal: `>= ${TARGETS.refreshRps} req/s`, pass: refresh >= TARGETS.refreshRps });
-  if (peakRssMb > 0) targets.push({ name: 'server peak RSS under load', measured: peakRssMb, unit: ' MB', goal: `< ${TARGETS.rssMb} MB`, pass: peakRssMb < TARGETS.rssMb });
+  const below = (name: string, measured: number | undefined, max: number, unit: string) => {
+    if (measured !== undefined) targets.push({ name, measured, unit: ` ${unit}`, goal: `< ${max} ${unit}`, pass: measured < max });
+  };
+  below('protected p99 during login storm', byName.get('storm-probe')?.p99Ms, TARGETS.stormP99Ms, 'ms');
+  ratio('refresh / INSERT+COMMIT rate', rps('refresh'), rps('write-ceiling'), TARGETS.refreshWriteRatio);
+  ratio('admin list of 10 / its SQL statement', rps('db-read'), rps('db-read-ceiling'), TARGETS.dbReadRatio);
+  ratio('many-users protected / baseline', rps('many-users-protected'), rps('many-users-baseline'), TARGETS.manyUsersRatio);
+  ratio('many-users /auth/me / baseline', rps('many-users-me'), rps('many-users-baseline'), TARGETS.manyUsersRatio);
+  const manyP99 = ['many-users-protected', 'many-users-me'].flatMap((n) => byName.get(n)?.p99Ms ?? []);
+  below('many-users p99 (worse of the two)', manyP99.length ? Math.max(...manyP99) : undefined, TARGETS.manyUsersP99Ms, 'ms');
+  below('server RSS, every many-users user cached', manyUsersCachedRssMb, TARGETS.manyUsersRssMb, 'MB');
+  below('revocation through A seen by B, p99', byName.get('two-instances-revocation')?.p99Ms, TARGETS.revocationP99Ms, 'ms');
+  if (peakRssMb > 0) below('server peak RSS, single-user scenarios', peakRssMb, TARGETS.rssMb, 'MB');
   return targets;
 }
 
@@ -639,6 +946,7 @@ async function main(): Promise<number> {
   const script = buildServer();
   const dataDir = mkdtempSync(join(tmpdir(), 'gatehouse-bench-'));
   const database = await openDatabase();
+  const notes: string[] = [];
   const pepper = randomBytes(32).toString('base64url');
   const env: NodeJS.ProcessEnv = { ...process.env };
   // Gatehouse reads only what the bench sets: nothing leaks in from the caller's own configuration.
@@ -651,6 +959,8 @@ async function main(): Promise<number> {
     DATA_DIR: dataDir,
     JWT_SECRET: randomBytes(32).toString('base64url'),
     PASSWORD_PEPPER: pepper,
+    // The default, said here because the report says it: access tokens signed and verified with ES256.
+    JWT_ALG: 'ES256',
     // Production requires the key ring for secrets at rest (TOTP secrets, signing keys).
     ENCRYPTION_KEYS: `bench:${randomBytes(32).toString('base64')}`,
     BCRYPT_COST: String(options.bcryptCost),
@@ -663,12 +973,18 @@ async function main(): Promise<number> {
     ...(database.url ? { DATABASE_URL: database.url } : {}),
     BENCH_USERS: String(options.users),
     BENCH_REFRESH_TOKENS: String(selected.includes('refresh') ? refreshPool : options.connections),
+    BENCH_MANY_USERS: String(selected.includes('many-users') ? options.manyUsers : 0),
+    BENCH_REVOCATIONS: String(selected.includes('two-instances') && database.url ? revocations : 0),
+    AUTHZ_CACHE_MAX: CACHE_MAX,
+    VERIFIED_TOKEN_CACHE_MAX: CACHE_MAX,
     ...(cpuProfDir ? { BENCH_CPU_PROF: cpuProfDir } : {}),
   } satisfies NodeJS.ProcessEnv & ServerKnobs);
 
   let server: Server | undefined;
+  // Instance B of two-instances, if it is still running.
+  const others: Server[] = [];
   const stopAll = async () => {
-    await server?.stop();
+    await Promise.all([server?.stop(), ...others.map((o) => o.stop())]);
     await database.drop().catch((err: unknown) => log(`bench: could not drop the bench database: ${String(err)}`));
     rmSync(dataDir, { recursive: true, force: true });
   };
@@ -679,7 +995,7 @@ async function main(): Promise<number> {
 
   const results: Measured[] = [];
   let compares: BcryptRate | undefined;
-  const memory = { readyRssMb: 0, vmHwmMb: 0 };
+  const memory: Memory = { readyRssMb: 0, vmHwmMb: 0 };
   let ready: Ready | undefined;
   try {
     log(`bench: preparing ${options.users} users and ${refreshPool} refresh tokens on ${database.url ? 'PostgreSQL' : 'PGlite'} ...`);
@@ -689,7 +1005,7 @@ async function main(): Promise<number> {
     ready = { ...prepared, ...server.ready };
     memory.readyRssMb = round(procStatusKb(server.pid, 'VmRSS') / 1024, 1);
     log(`bench: server ready in ${(ready.startMs / 1000).toFixed(1)} s (pid ${server.pid}, port ${ready.port}, RSS ${memory.readyRssMb} MB)`);
-    const ctx: Context = { base: `http://127.0.0.1:${ready.port}`, ready, server };
+    const ctx: Context = { base: `http://127.0.0.1:${ready.port}`, ready, server, databaseUrl: database.url, script, env, notes };
     // JIT and caches warm before anything is counted.
     await load(
       'warm-up',
@@ -708,10 +1024,9 @@ async function main(): Promise<number> {
     );
     const pools = { refresh: [...ready.refreshTokens] };
     // The read scenarios whose ratios are targets run interleaved, as one step, where the first of them was.
-    const RATIOS: ScenarioName[] = ['baseline', 'protected', 'me', 'apikey'];
-    const interleaved = selected.filter((name) => RATIOS.includes(name));
+    const interleaved = selected.filter((name): name is ReadName => RATIOS.includes(name));
     for (const name of selected) {
-      if (interleaved.length > 1 && interleaved.includes(name)) {
+      if (interleaved.length > 1 && (interleaved as ScenarioName[]).includes(name)) {
         if (name === interleaved[0]) results.push(...(await measureInterleaved(interleaved.map((n) => readScenario(n, ctx)), server, quick ? 1 : 5)));
         continue;
       }
@@ -721,13 +1036,21 @@ async function main(): Promise<number> {
         compares = measured.compares;
         continue;
       }
-      results.push(...(await runScenario(name, ctx, pools)));
+      results.push(...(await runScenario(name, ctx, pools, selected, others)));
     }
     memory.vmHwmMb = round(procStatusKb(server.pid, 'VmHWM') / 1024, 1);
+    memory.manyUsersCachedRssMb = ctx.manyUsersCachedRssMb;
   } finally {
     await stopAll();
   }
-  return report(startedAt, machine, ready, results, compares, memory);
+  return report(startedAt, machine, ready, results, compares, memory, notes);
+}
+
+interface Memory {
+  readyRssMb: number;
+  vmHwmMb: number;
+  /** After many-users: every one of its users in both caches. */
+  manyUsersCachedRssMb?: number;
 }
 
 function report(
@@ -736,12 +1059,14 @@ function report(
   ready: Ready,
   results: Measured[],
   compares: BcryptRate | undefined,
-  memory: { readyRssMb: number; vmHwmMb: number },
+  memory: Memory,
+  notes: string[],
 ): number {
   const byName = new Map(results.map((r) => [r.name, r]));
-  // The target is about the server under load; VmHWM also counts its start-up.
-  const peakRssMb = Math.max(0, ...results.map((r) => r.peakRssMb));
-  const targets = targetsOf(byName, compares?.perSec, peakRssMb);
+  // The target is about the server under load; VmHWM also counts its start-up. many-users (run
+  // after the others) and two-instances have many users cached: their memory has a target of its own.
+  const peakRssMb = Math.max(0, ...results.filter((r) => !/^(many-users|two-instances)/.test(r.name)).map((r) => r.peakRssMb));
+  const targets = targetsOf(byName, compares?.perSec, peakRssMb, memory.manyUsersCachedRssMb);
   const failures = results.filter((r) => r.errors > 0 || r.non2xx > 0 || r.requests === 0);
 
   const rows: (string | number)[][] = [];
@@ -753,14 +1078,15 @@ function report(
       r.p99Ms.toFixed(2),
       r.errors,
       r.non2xx,
-      r.peakRssMb.toFixed(1),
-      r.serverCpuMsPerRequest.toFixed(3),
+      // The driver's own ceilings: the server idles meanwhile.
+      r.name.endsWith('-ceiling') ? '' : r.peakRssMb.toFixed(1),
+      r.name.endsWith('-ceiling') ? '' : r.serverCpuMsPerRequest.toFixed(3),
     ]);
     if (r.name === 'login' && compares) rows.push([TITLES.bcrypt!, compares.perSec, '', '', '', '', '', '']);
   }
   const summary = [
     `Gatehouse bench: ${ready.driver === 'postgres' ? 'PostgreSQL' : 'PGlite'}, ${ready.users} users, BCRYPT_COST=${options.bcryptCost}, ` +
-      `${options.duration} s per scenario, ${options.connections} connections, server on ${options.runtime} ${startFlags().join(' ')}; ` +
+      `${options.duration} s per scenario, ${options.connections} connections, ES256 access tokens, server on ${options.runtime} ${startFlags().join(' ')}; ` +
       `${machine.cpus} x ${machine.model}, Node ${machine.node}, load average ${machine.loadAverageBefore.join(' ')}`,
     '',
     table(['scenario', 'req/s', 'p50 ms', 'p99 ms', 'errors', 'non-2xx', 'peak RSS MB', 'server CPU ms/req'], rows),
@@ -769,9 +1095,11 @@ function report(
       ['target', 'measured', 'goal', ''],
       targets.map((t) => [t.name, `${t.measured}${t.unit}`, t.goal, t.pass ? 'PASS' : 'MISS']),
     ),
-    `server RSS: ${memory.readyRssMb} MB when ready, ${peakRssMb} MB at most during the scenarios, ` +
+    `server RSS: ${memory.readyRssMb} MB when ready, ${peakRssMb} MB at most during the single-user scenarios, ` +
+      (memory.manyUsersCachedRssMb ? `${memory.manyUsersCachedRssMb} MB with the ${options.manyUsers} users of many-users cached, ` : '') +
       `${memory.vmHwmMb} MB at most over its life (VmHWM, start-up included)`,
     ...results.filter((r) => r.note).map((r) => `note: ${r.name}: ${r.note}`),
+    ...notes.map((n) => `note: ${n}`),
     ...failures.map(
       (r) => `FAILED: ${r.name}: ${r.requests} responses, ${r.errors} errors (${r.timeouts} timeouts), status codes ${JSON.stringify(r.statusCodes)}`,
     ),
@@ -792,6 +1120,7 @@ function report(
     peakRssMb,
     memory,
     targets,
+    notes,
   };
   writeFileSync(file, `${JSON.stringify(saved, null, 2)}\n`);
   log(`bench: results written to ${relative(process.cwd(), file) || file}`);

@@ -11,14 +11,14 @@ import { Session } from 'node:inspector/promises';
 import { join } from 'node:path';
 import { eq, sql } from 'drizzle-orm';
 import Fastify, { type FastifyInstance } from 'fastify';
-import { roles, userRoles, users } from '../src/db/schema.js';
+import { roles, sessions, userRoles, users } from '../src/db/schema.js';
 import { DEFAULT_ROLE } from '../src/db/seed.js';
 import { ensureAdmin } from '../src/domain/admin-bootstrap.js';
 import { openSession } from '../src/domain/sessions.js';
 import { createUser } from '../src/domain/users.js';
 import { createApiKey } from '../src/domain/api-keys.js';
 import { errorsPlugin, gatehousePlugin, loadConfig } from '../src/index.js';
-import { ADMIN_EMAIL, PASSWORD, READER_EMAIL, USER_AGENT, bulkEmail, type DriverMessage, type ProfileMessage, type ServerMessage } from './protocol.js';
+import { ADMIN_EMAIL, PASSWORD, READER_EMAIL, USER_AGENT, bulkEmail, manyEmail, type DriverMessage, type ProfileMessage, type ServerMessage } from './protocol.js';
 
 const CHUNK = 1000;
 
@@ -29,9 +29,9 @@ function send(message: ServerMessage): Promise<void> {
   });
 }
 
-function count(name: string, fallback: number): number {
+function count(name: string, fallback: number, min = 1): number {
   const value = Number(process.env[name] ?? fallback);
-  if (!Number.isInteger(value) || value < 1) throw new Error(`${name} must be a positive integer`);
+  if (!Number.isInteger(value) || value < min) throw new Error(`${name} must be an integer >= ${min}`);
   return value;
 }
 
@@ -64,7 +64,32 @@ async function eachLimited<T, R>(items: T[], limit: number, task: (item: T) => P
   return results;
 }
 
-async function prepare(app: FastifyInstance, userCount: number, refreshCount: number) {
+/**
+ * `count` users of role `user` with one session each, inserted in bulk (a transaction per chunk, not
+ * one openSession each: 20,000 commits would make this the slowest part of the run), and their ids.
+ */
+async function usersWithSessions(app: FastifyInstance, count: number, email: (i: number) => string, passwordHash: string, roleId: string) {
+  const { db } = app.gatehouse;
+  const made: { userId: string; sessionId: string }[] = [];
+  for (let from = 0; from < count; from += CHUNK) {
+    const now = new Date();
+    // Past the end of the run; sessions are not read for their expiry on an access token's path.
+    const expiresAt = new Date(now.getTime() + 4 * 3600_000);
+    const rows = Array.from({ length: Math.min(CHUNK, count - from) }, (_, k) => ({ email: email(from + k), passwordHash }));
+    await db.transaction(async (tx) => {
+      const inserted = await tx.insert(users).values(rows).returning({ id: users.id });
+      await tx.insert(userRoles).values(inserted.map((u) => ({ userId: u.id, roleId })));
+      const opened = await tx
+        .insert(sessions)
+        .values(inserted.map((u) => ({ userId: u.id, userAgent: USER_AGENT, ip: '127.0.0.1', createdAt: now, lastUsedAt: now, expiresAt })))
+        .returning({ id: sessions.id, userId: sessions.userId });
+      made.push(...opened.map((o) => ({ userId: o.userId, sessionId: o.id })));
+    });
+  }
+  return made.map(({ userId, sessionId }) => ({ userId, token: app.signAccessToken({ sub: userId, sid: sessionId, ...passwordClaims() }) }));
+}
+
+async function prepare(app: FastifyInstance, userCount: number, refreshCount: number, manyCount: number, revocationCount: number) {
   const { db, passwords, sessionSettings } = app.gatehouse;
   // One hash for everyone: bcrypt at the configured cost, so logins cost what they cost in production.
   const passwordHash = await passwords.hash(PASSWORD);
@@ -105,6 +130,8 @@ async function prepare(app: FastifyInstance, userCount: number, refreshCount: nu
       }),
     )
   ).flat();
+  const many = await usersWithSessions(app, manyCount, manyEmail, passwordHash, userRole!.id);
+  const revocationVictims = await usersWithSessions(app, revocationCount, (i) => `revoked${i}@bench.gatehouse.test`, passwordHash, userRole!.id);
   // Fresh planner statistics, so a background autovacuum/analyze does not land in a scenario.
   await db.execute(sql`analyze`);
 
@@ -114,6 +141,8 @@ async function prepare(app: FastifyInstance, userCount: number, refreshCount: nu
     userToken: app.signAccessToken({ sub: reader!.id, sid: readerSession.session.id, ...passwordClaims() }),
     userApiKey: (await createApiKey(db, app.gatehouse.apiKeyHashKey, { userId: reader!.id, name: 'bench', permissions: ['read'] })).key,
     adminToken: app.signAccessToken({ sub: adminId, sid: adminSession.session.id, ...passwordClaims() }),
+    manyTokens: many.map((m) => m.token),
+    revocationVictims,
   };
 }
 
@@ -148,7 +177,7 @@ async function prepareAndExit(): Promise<void> {
   const started = Date.now();
   const app = await buildBenchApp();
   const userCount = count('BENCH_USERS', 10_000);
-  const data = await prepare(app, userCount, count('BENCH_REFRESH_TOKENS', 1000));
+  const data = await prepare(app, userCount, count('BENCH_REFRESH_TOKENS', 1000), count('BENCH_MANY_USERS', 0, 0), count('BENCH_REVOCATIONS', 0, 0));
   await app.close();
   await send({ type: 'prepared', users: userCount, ...data, prepareMs: Date.now() - started });
   process.exit(0);
