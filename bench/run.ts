@@ -752,9 +752,11 @@ async function measureTwoInstances(ctx: Context, started: Server[]): Promise<Mea
       const auth = { authorization: `Bearer ${victim.token}` };
       // B knows the user (and has verified the token) before the revocation.
       const before = await fetch(`${baseB}/protected`, { headers: auth });
+      await before.arrayBuffer();
       if (before.status !== 200) throw new Error(`two-instances: instance B answered ${before.status} before the revocation`);
       const sent = performance.now();
       const revoked = await fetch(`${baseA}/admin/users/${victim.userId}/sessions/revoke`, { method: 'POST', headers: { authorization: `Bearer ${ready.adminToken}` } });
+      await revoked.arrayBuffer();
       if (revoked.status !== 204) throw new Error(`two-instances: the revocation through A answered ${revoked.status}`);
       for (;;) {
         const answer = await fetch(`${baseB}/protected`, { headers: auth });
@@ -1095,7 +1097,8 @@ function report(
       ['target', 'measured', 'goal', ''],
       targets.map((t) => [t.name, `${t.measured}${t.unit}`, t.goal, t.pass ? 'PASS' : 'MISS']),
     ),
-    `server RSS: ${memory.readyRssMb} MB when ready, ${peakRssMb} MB at most during the single-user scenarios, ` +
+    `server RSS: ${memory.readyRssMb} MB when ready, ` +
+      (peakRssMb ? `${peakRssMb} MB at most during the single-user scenarios, ` : '') +
       (memory.manyUsersCachedRssMb ? `${memory.manyUsersCachedRssMb} MB with the ${options.manyUsers} users of many-users cached, ` : '') +
       `${memory.vmHwmMb} MB at most over its life (VmHWM, start-up included)`,
     ...results.filter((r) => r.note).map((r) => `note: ${r.name}: ${r.note}`),
