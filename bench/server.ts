@@ -66,14 +66,15 @@ async function eachLimited<T, R>(items: T[], limit: number, task: (item: T) => P
 
 /**
  * `count` users of role `user` with one session each, inserted in bulk (a transaction per chunk, not
- * one openSession each: 20,000 commits would make this the slowest part of the run), and their ids.
+ * one openSession each: 20,000 commits would make this the slowest part of the run), with an access
+ * token each (no refresh token: these users only read).
  */
 async function usersWithSessions(app: FastifyInstance, count: number, email: (i: number) => string, passwordHash: string, roleId: string) {
   const { db } = app.gatehouse;
   const made: { userId: string; sessionId: string }[] = [];
   for (let from = 0; from < count; from += CHUNK) {
     const now = new Date();
-    // Past the end of the run; sessions are not read for their expiry on an access token's path.
+    // Past the end of the run (ACCESS_TOKEN_TTL is 2h for the bench).
     const expiresAt = new Date(now.getTime() + 4 * 3600_000);
     const rows = Array.from({ length: Math.min(CHUNK, count - from) }, (_, k) => ({ email: email(from + k), passwordHash }));
     await db.transaction(async (tx) => {
