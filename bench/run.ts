@@ -482,7 +482,8 @@ const TITLES: Record<string, string> = {
   'db-read-ceiling': `   its SQL statement (driver, ${options.connections} connections)`,
   'storm-probe': `7. protected during login storm (${options.stormProbe.connections}x${options.stormProbe.connectionRate} req/s)`,
   'storm-login': `   the login storm (${options.stormConnections} connections)`,
-  'many-users-baseline': '8. baseline, next to many-users',
+  'many-users-first': `8. GET /auth/me, each of ${options.manyUsers} users' first request (both caches miss)`,
+  'many-users-baseline': '   baseline, next to many-users',
   'many-users-protected': `   protected, ${options.manyUsers} users' tokens in turn`,
   'many-users-me': `   GET /auth/me, ${options.manyUsers} users' tokens in turn`,
   'two-instances-a': `9. two instances: protected on A (${Math.ceil(options.connections / 2)} connections)`,
@@ -609,16 +610,24 @@ function readScenario(name: ReadName, { base, ready }: Context): { name: string;
 }
 
 /**
- * many-users: the protected route and /auth/me, each request with the next of many users' tokens
- * (one turn shared by both), so that both caches miss on each user's first request and fill up;
- * next to a baseline of their own, interleaved. Run after the single-user scenarios, whose memory
- * is measured without those users.
+ * many-users: first every user's first request (/auth/me), where both caches miss: the miss path's
+ * rate, reported without a target. Then the protected route and /auth/me, each request with the
+ * next user's token in turn (one turn shared by both), with all of them cached as the active users
+ * of a production server are, next to a baseline of their own, interleaved: the targets. Run after
+ * the single-user scenarios, whose memory is measured without those users.
  */
 async function measureManyUsers(ctx: Context): Promise<Measured[]> {
   const { base, ready, server } = ctx;
   const tokens = ready.manyTokens;
   let turn = 0;
   const nextUser = (req: autocannon.Request) => ({ ...req, headers: { ...req.headers, authorization: `Bearer ${tokens[turn++ % tokens.length]!}` } });
+  await settle(server.pid);
+  log(`bench: ${TITLES['many-users-first']} ...`);
+  const first = await watch(server, 'many-users-first', () =>
+    load('many-users-first', { url: base, connections: options.connections, amount: tokens.length, requests: [{ method: 'GET', path: '/auth/me', setupRequest: nextUser }] }, server.pid),
+  );
+  const { latencies: _, ...firstMeasured } = first.value;
+  if (first.value.errors || first.value.non2xx) throw new Error(`many-users: the first requests failed: ${JSON.stringify(first.value.statusCodes)}`);
   const common = { connections: options.connections, duration: options.duration };
   const runs = [
     { name: 'many-users-baseline', opts: { ...common, url: `${base}/baseline` } },
@@ -626,15 +635,8 @@ async function measureManyUsers(ctx: Context): Promise<Measured[]> {
     { name: 'many-users-me', opts: { ...common, url: base, requests: [{ method: 'GET' as const, path: '/auth/me', setupRequest: nextUser }] } },
   ];
   const measured = await measureInterleaved(runs, server, quick ? 1 : 5);
-  // A short run may not have reached every user: the rest are loaded now, so that the memory is
-  // that of all of them cached.
-  const left = tokens.length - Math.min(turn, tokens.length);
-  if (left > 0) {
-    log(`bench: many-users: the ${left} users not reached yet, once each ...`);
-    const rest = await load('many-users-rest', { url: base, connections: options.connections, amount: left, requests: [{ method: 'GET', path: '/auth/me', setupRequest: nextUser }] }, server.pid);
-    if (rest.errors || rest.non2xx) throw new Error(`many-users: loading the remaining users failed: ${JSON.stringify(rest.statusCodes)}`);
-  }
   await settle(server.pid);
+  measured.unshift({ ...firstMeasured, peakRssMb: first.peakRssMb, serverCpuMsPerRequest: perRequest(first.cpuMs, first.value.requests) });
   ctx.manyUsersCachedRssMb = round(Math.max(procStatusKb(server.pid, 'VmRSS') / 1024, ...measured.map((m) => m.peakRssMb)), 1);
   return measured;
 }

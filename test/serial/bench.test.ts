@@ -22,6 +22,7 @@ const scenarios = (kind: string) => [
   ...onPostgres(kind, ['db-read-ceiling']),
   'storm-probe',
   'storm-login',
+  'many-users-first',
   'many-users-baseline',
   'many-users-protected',
   'many-users-me',
