@@ -11,6 +11,7 @@
  * BENCH_CONNECTIONS (10), BENCH_REFRESH_TOKENS (pool size), BENCH_RESULTS_DIR, BENCH_CPU_PROF
  * (a folder: the server writes one V8 CPU profile per scenario there; read them with
  * bench/profile.ts), BENCH_LOG (a pino level for the server's log on stderr; default: none),
+ * BENCH_JWT_ALG (the server's JWT_ALG: ES256, the default, or another to compare),
  * BENCH_TSX=1 (run bench/server.ts through tsx instead: no build step, but tsx adds to the RSS),
  * BENCH_NODE_ARGS (node flags for the compiled server, e.g. --trace-gc).
  */
@@ -88,6 +89,12 @@ const options = {
 const refreshPool = Math.ceil(envNumber('BENCH_REFRESH_TOKENS', options.duration * (options.databaseUrl ? 3000 : 300)));
 const resultsDir = resolve(process.env.BENCH_RESULTS_DIR ?? join(HERE, 'results'));
 const cpuProfDir = process.env.BENCH_CPU_PROF ? resolve(process.env.BENCH_CPU_PROF) : undefined;
+
+const jwtAlg = process.env.BENCH_JWT_ALG ?? 'ES256';
+if (!['ES256', 'EdDSA', 'RS256', 'HS256'].includes(jwtAlg)) {
+  console.error(`bench: BENCH_JWT_ALG=${jwtAlg} is not one of ES256, EdDSA, RS256, HS256`);
+  process.exit(2);
+}
 
 const TARGETS = {
   protectedRatio: 0.92,
@@ -963,8 +970,8 @@ async function main(): Promise<number> {
     DATA_DIR: dataDir,
     JWT_SECRET: randomBytes(32).toString('base64url'),
     PASSWORD_PEPPER: pepper,
-    // The default, said here because the report says it: access tokens signed and verified with ES256.
-    JWT_ALG: 'ES256',
+    // ES256, the default, unless BENCH_JWT_ALG says otherwise (HS256, to compare): the report says which.
+    JWT_ALG: jwtAlg,
     // Production requires the key ring for secrets at rest (TOTP secrets, signing keys).
     ENCRYPTION_KEYS: `bench:${randomBytes(32).toString('base64')}`,
     BCRYPT_COST: String(options.bcryptCost),
@@ -1090,7 +1097,7 @@ function report(
   }
   const summary = [
     `Gatehouse bench: ${ready.driver === 'postgres' ? 'PostgreSQL' : 'PGlite'}, ${ready.users} users, BCRYPT_COST=${options.bcryptCost}, ` +
-      `${options.duration} s per scenario, ${options.connections} connections, ES256 access tokens, server on ${options.runtime} ${startFlags().join(' ')}; ` +
+      `${options.duration} s per scenario, ${options.connections} connections, ${jwtAlg} access tokens, server on ${options.runtime} ${startFlags().join(' ')}; ` +
       `${machine.cpus} x ${machine.model}, Node ${machine.node}, load average ${machine.loadAverageBefore.join(' ')}`,
     '',
     table(['scenario', 'req/s', 'p50 ms', 'p99 ms', 'errors', 'non-2xx', 'peak RSS MB', 'server CPU ms/req'], rows),
@@ -1118,7 +1125,7 @@ function report(
     startedAt: startedAt.toISOString(),
     ok: failures.length === 0,
     database: ready.driver,
-    options: { ...options, databaseUrl: undefined, refreshPool: ready.refreshTokens.length, prepareMs: ready.prepareMs },
+    options: { ...options, databaseUrl: undefined, jwtAlg, refreshPool: ready.refreshTokens.length, prepareMs: ready.prepareMs },
     machine: { ...machine, loadAverageAfter: loadavg().map((l) => round(l)) },
     scenarios: results.map((r) => ({ ...r, title: TITLES[r.name] ?? r.name })),
     bcrypt: compares,
