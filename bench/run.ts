@@ -12,6 +12,7 @@
  * (a folder: the server writes one V8 CPU profile per scenario there; read them with
  * bench/profile.ts), BENCH_LOG (a pino level for the server's log on stderr; default: none),
  * BENCH_JWT_ALG (the server's JWT_ALG: ES256, the default, or another to compare),
+ * BENCH_SERVER_ENV ("NAME=value ...": Gatehouse settings for the server, to try one),
  * BENCH_TSX=1 (run bench/server.ts through tsx instead: no build step, but tsx adds to the RSS),
  * BENCH_NODE_ARGS (node flags for the compiled server, e.g. --trace-gc).
  */
@@ -90,6 +91,19 @@ const refreshPool = Math.ceil(envNumber('BENCH_REFRESH_TOKENS', options.duration
 const resultsDir = resolve(process.env.BENCH_RESULTS_DIR ?? join(HERE, 'results'));
 const cpuProfDir = process.env.BENCH_CPU_PROF ? resolve(process.env.BENCH_CPU_PROF) : undefined;
 
+const serverEnv = Object.fromEntries(
+  (process.env.BENCH_SERVER_ENV ?? '')
+    .split(/\s+/)
+    .filter(Boolean)
+    .map((pair) => {
+      const at = pair.indexOf('=');
+      if (at < 1) {
+        console.error(`bench: BENCH_SERVER_ENV takes NAME=value pairs, not ${pair}`);
+        process.exit(2);
+      }
+      return [pair.slice(0, at), pair.slice(at + 1)];
+    }),
+);
 const jwtAlg = process.env.BENCH_JWT_ALG ?? 'ES256';
 if (!['ES256', 'EdDSA', 'RS256', 'HS256'].includes(jwtAlg)) {
   console.error(`bench: BENCH_JWT_ALG=${jwtAlg} is not one of ES256, EdDSA, RS256, HS256`);
@@ -990,6 +1004,8 @@ async function main(): Promise<number> {
     VERIFIED_TOKEN_CACHE_MAX: CACHE_MAX,
     ...(cpuProfDir ? { BENCH_CPU_PROF: cpuProfDir } : {}),
   } satisfies NodeJS.ProcessEnv & ServerKnobs);
+  // BENCH_SERVER_ENV="AUTHZ_CACHE_TTL=5m ...": Gatehouse settings to try, said in the report.
+  Object.assign(env, serverEnv);
 
   let server: Server | undefined;
   // Instance B of two-instances, if it is still running.
@@ -1097,7 +1113,7 @@ function report(
   }
   const summary = [
     `Gatehouse bench: ${ready.driver === 'postgres' ? 'PostgreSQL' : 'PGlite'}, ${ready.users} users, BCRYPT_COST=${options.bcryptCost}, ` +
-      `${options.duration} s per scenario, ${options.connections} connections, ${jwtAlg} access tokens, server on ${options.runtime} ${startFlags().join(' ')}; ` +
+      `${options.duration} s per scenario, ${options.connections} connections, ${jwtAlg} access tokens${Object.keys(serverEnv).length ? `, ${process.env.BENCH_SERVER_ENV!.trim()}` : ''}, server on ${options.runtime} ${startFlags().join(' ')}; ` +
       `${machine.cpus} x ${machine.model}, Node ${machine.node}, load average ${machine.loadAverageBefore.join(' ')}`,
     '',
     table(['scenario', 'req/s', 'p50 ms', 'p99 ms', 'errors', 'non-2xx', 'peak RSS MB', 'server CPU ms/req'], rows),
@@ -1125,7 +1141,7 @@ function report(
     startedAt: startedAt.toISOString(),
     ok: failures.length === 0,
     database: ready.driver,
-    options: { ...options, databaseUrl: undefined, jwtAlg, refreshPool: ready.refreshTokens.length, prepareMs: ready.prepareMs },
+    options: { ...options, databaseUrl: undefined, jwtAlg, serverEnv, refreshPool: ready.refreshTokens.length, prepareMs: ready.prepareMs },
     machine: { ...machine, loadAverageAfter: loadavg().map((l) => round(l)) },
     scenarios: results.map((r) => ({ ...r, title: TITLES[r.name] ?? r.name })),
     bcrypt: compares,

@@ -106,7 +106,9 @@ function presentedApiKey(request: FastifyRequest): string | undefined {
   const header = request.headers['x-api-key'];
   if (header !== undefined) return Array.isArray(header) ? '' : header;
   const authorization = request.headers.authorization;
-  const token = authorization ? BEARER.exec(authorization)?.[1] : undefined;
+  // Most requests carry a JWT: a plain search spares them a second pass of the Bearer pattern.
+  if (!authorization?.includes(' gh_')) return undefined;
+  const token = BEARER.exec(authorization)?.[1];
   return token && isApiKeyShaped(token) ? token : undefined;
 }
 
