@@ -7,6 +7,7 @@ import { jsonResponse } from '../../schemas/responses.js';
 import { auditContext } from '../request-context.js';
 import { SESSION_ID_EXAMPLE, SessionSchema } from '../../schemas/session.js';
 import type { Gatehouse } from '../../services.js';
+import { REFRESH_COOKIE, clearRefreshCookie } from './tokens.js';
 
 export const sessionRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }> = async (app, { gatehouse }) => {
   const { db, access } = gatehouse;
@@ -97,6 +98,8 @@ export const sessionRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }> 
       const revoked = await revokeUserSessions(db, userId, 'logout');
       await access.changed(userId);
       gatehouse.audit({ type: 'logout', ...auditContext(request), userId, detail: { sessions: revoked, scope: 'all' } });
+      // A browser in cookie mode keeps no dead refresh cookie either.
+      if (request.cookies[REFRESH_COOKIE]) clearRefreshCookie(gatehouse, request, reply);
       return reply.code(204).send(null);
     },
   );

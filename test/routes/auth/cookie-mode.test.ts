@@ -165,6 +165,16 @@ eachDatabase('a cookie-mode logout needs the CSRF header, ends the session and c
   t.equal((await cookieRequest(app, '/auth/logout', cookie, csrfToken)).statusCode, 204, 'logging out again is fine');
 });
 
+eachDatabase('logout-all from a cookie-mode session clears the refresh cookie too', async (t, kind) => {
+  const { app } = await buildTestApp(t, kind);
+  const { cookie, accessToken } = await cookieLogin(app);
+  const res = await app.inject({ method: 'POST', url: '/auth/logout-all', headers: bearer(accessToken), cookies: { [COOKIE]: cookie } });
+  t.equal(res.statusCode, 204);
+  t.equal(refreshCookie(res)?.value, '', 'the cookie is emptied');
+  const withoutCookie = await app.inject({ method: 'POST', url: '/auth/logout-all', headers: bearer((await cookieLogin(app)).accessToken) });
+  t.equal(refreshCookie(withoutCookie), undefined, 'no cookie sent, none cleared');
+});
+
 eachDatabase('a failed cookie-mode refresh clears the cookie', async (t, kind) => {
   const { app } = await buildTestApp(t, kind);
   const res = await cookieRequest(app, '/auth/refresh', 'not-a-refresh-token', 'whatever');
