@@ -6,7 +6,7 @@ import { roles, userRoles, users, type Passkey, type User } from '../db/schema.j
 import { settleRaces } from '../db/errors.js';
 import { problem } from '../errors.js';
 import { isUuid } from '../lib/uuid.js';
-import { assertGrantorHolds, lockAccessChanges, type Grantor } from './delegation.js';
+import { assertGrantorHolds, assertGrantorHoldsMarkerRoles, lockAccessChanges, type Grantor } from './delegation.js';
 import { permissionsGrantedBy, roleIds } from './roles.js';
 import { removeSecondFactors } from './mfa.js';
 import { listPasskeys, removePasskey } from './passkeys.js';
@@ -167,6 +167,7 @@ export async function setUserRoles(db: Db, grantor: Grantor, id: string, names: 
     const added = [...wanted].filter((r) => !held.has(r));
     const removed = [...held].filter((r) => !wanted.has(r));
     await assertGrantorHolds(tx, grantor, await permissionsGrantedBy(tx, [...added, ...removed]), `grant or take away the roles ${[...added, ...removed].join(', ')}`);
+    await assertGrantorHoldsMarkerRoles(tx, grantor, [...added, ...removed], `grant or take away the roles ${[...added, ...removed].join(', ')}`);
     const [admin] = await tx.select({ id: roles.id }).from(roles).where(eq(roles.name, ADMIN_ROLE));
     if (admin && !ids.includes(admin.id)) await assertNotLastAdmin(tx, id, `stripped of ${ADMIN_ROLE}`);
     await tx.delete(userRoles).where(eq(userRoles.userId, id));

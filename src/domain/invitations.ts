@@ -4,7 +4,7 @@ import { settleRaces } from '../db/errors.js';
 import { DEFAULT_ROLE } from '../db/seed.js';
 import { invitations, roles, userRoles, users, type InvitationRow, type User } from '../db/schema.js';
 import { problem } from '../errors.js';
-import { assertGrantorHolds, lockAccessChanges, type Grantor } from './delegation.js';
+import { assertGrantorHolds, assertGrantorHoldsMarkerRoles, lockAccessChanges, type Grantor } from './delegation.js';
 import { uniqueNames } from './names.js';
 import { permissionsGrantedBy, roleIds } from './roles.js';
 import { hashToken, looksLikeOpaqueToken, newOpaqueToken } from './tokens.js';
@@ -36,6 +36,7 @@ export async function createInvitation(
     await lockAccessChanges(tx);
     await roleIds(tx, names);
     await assertGrantorHolds(tx, grantor, await permissionsGrantedBy(tx, names), `invite someone with the roles ${names.join(', ')}`);
+    await assertGrantorHoldsMarkerRoles(tx, grantor, names, `invite someone with the roles ${names.join(', ')}`);
     const [taken] = await tx.select({ id: users.id }).from(users).where(eq(users.email, input.email));
     if (taken) throw problem('email_taken', 'An account with this email already exists.');
     const now = new Date();

@@ -75,6 +75,29 @@ eachDatabase('a holder of roles:assign alone can grant only roles whose permissi
   t.equal(adminForItself?.detail.route, 'PUT /admin/users/:id/roles');
 });
 
+eachDatabase('a role granting no permission (a marker for role rules) is handed out only by those who hold it', async (t, kind) => {
+  const { app } = await buildTestApp(t, kind);
+  const admin = await adminToken(app);
+  const staff = await roleGranting(app, []);
+  // What the marker guards: a route of the host's, or any rule naming the role.
+  const assigner = await userWithPermissions(app, ['roles:assign', 'users:write']);
+  const plain = await userWithRoles(app, ['user']);
+  const assignerRoles = await rolesOf(app, admin, assigner);
+  for (const [who, label] of [[assigner, 'for itself'], [plain, 'for another']] as const) {
+    const roles = who === assigner ? [...assignerRoles, staff] : ['user', staff];
+    const body = assertProblem(t, await send(app, assigner, 'PUT', `/admin/users/${who.userId}/roles`, { roles }), 403, 'exceeds_own_permissions', label);
+    t.match(body.detail, `the role ${staff}`, `${label}: names the role`);
+  }
+  t.same(await rolesOf(app, admin, plain), ['user'], 'nothing changed');
+  const invite = await send(app, assigner, 'POST', '/admin/invitations', { email: 'someone@example.com', roles: [staff] });
+  assertProblem(t, invite, 403, 'exceeds_own_permissions', 'nor through an invitation');
+
+  // Someone who holds the marker may hand it on; an admin holds every role.
+  const holder = await userWithRoles(app, ['user', staff, await roleGranting(app, ['roles:assign'])]);
+  t.equal((await send(app, holder, 'PUT', `/admin/users/${plain.userId}/roles`, { roles: ['user', staff] })).statusCode, 200, 'a holder of the role');
+  t.equal((await send(app, admin, 'PUT', `/admin/users/${plain.userId}/roles`, { roles: ['user'] })).statusCode, 200, 'an admin');
+});
+
 eachDatabase('a holder of roles:write alone cannot add or remove permissions it does not hold', async (t, kind) => {
   const { app } = await buildTestApp(t, kind);
   const admin = await adminToken(app);
