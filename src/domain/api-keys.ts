@@ -132,6 +132,12 @@ export class ApiKeys {
   private readonly lastWritten = new Map<string, number>();
   /** What an unknown keyId is compared against, so that it takes as long as a known one. */
   private readonly decoy: string;
+  /**
+   * The secret each loaded entry was last proved with, kept in a Set: a hash lookup, so a wrong
+   * secret is not compared character by character with the right one (no timing to learn from),
+   * and a key used over and over pays for its HMAC once per load, as a JWT does for its signature.
+   */
+  private readonly proved = new WeakMap<ApiKeyEntry, Set<string>>();
 
   constructor(
     private readonly db: Db,
@@ -170,8 +176,11 @@ export class ApiKeys {
 
   /** Whether `presented` is the secret of `entry` (of no key when undefined), in constant time. */
   matches(entry: ApiKeyEntry | undefined, presented: PresentedKey): boolean {
+    if (entry && this.proved.get(entry)?.has(presented.secret)) return true;
     const hash = hashApiKeySecret(this.hashKey, presented.secret);
-    return constantTimeEqual(hash, entry?.secretHash ?? this.decoy) && entry !== undefined;
+    const matched = constantTimeEqual(hash, entry?.secretHash ?? this.decoy) && entry !== undefined;
+    if (matched) this.proved.set(entry, new Set([presented.secret]));
+    return matched;
   }
 
   /**

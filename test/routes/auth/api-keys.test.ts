@@ -115,6 +115,9 @@ eachDatabase('every bad key answers the same 401 api_key_invalid', async (t, kin
   }
   t.equal(details.size, 1, 'one answer for every case');
   t.equal((await app.inject({ url: '/admin/users', headers: withKey(good.key) })).statusCode, 200, 'the good key still works');
+  // The good key was just proved (its check is now remembered): a wrong secret is still refused.
+  assertProblem(t, await app.inject({ url: '/admin/users', headers: withKey(wrongSecret) }), 401, 'api_key_invalid', 'wrong secret after the good key was proved');
+  t.equal((await app.inject({ url: '/admin/users', headers: withKey(good.key) })).statusCode, 200, 'and the good key again');
 });
 
 eachDatabase('a disabled or deleted owner disables the key', async (t, kind) => {
