@@ -9,7 +9,7 @@ import type { AccessCache } from './access-cache.js';
 import type { AuditEventInput } from './audit.js';
 import { checkPasswordWithLockout, clearLoginFailures, loginFailed, reserveLoginAttempt } from './login-lockout.js';
 import { CODES_PER_MFA_TOKEN, consumeChallenge, issueMfaChallenge, releaseCodeAttempt, reserveChallengeAttempt, reserveCodeAttempt } from './mfa-challenges.js';
-import { secondFactorsOf, useTotpCode, withSecondFactor } from './mfa.js';
+import { countsAsSecondFactor, secondFactorsOf, useTotpCode, withSecondFactor } from './mfa.js';
 import { checkPasskeyAssertion, type AssertionCheck } from './passkeys.js';
 import type { PasswordHasher } from './passwords.js';
 import { consumeRecoveryCode } from './recovery-codes.js';
@@ -149,7 +149,7 @@ async function authenticateWithPassword(
   }
   // No session yet for a user with a second factor: whatever the first factor, it must follow.
   const factors = await secondFactorsOf(db, user.id);
-  if (factors.totp || (factors.passkey && config.passkeyCountsAsMfa)) {
+  if (countsAsSecondFactor(factors, config.passkeyCountsAsMfa)) {
     await clearLoginFailures(db, email);
     const challenge = await issueMfaChallenge(db, user.id, ['pwd']);
     const methods: SecondFactorMethod[] = [...(factors.totp ? CODE_METHODS : []), ...(factors.passkey ? (['passkey'] as const) : [])];

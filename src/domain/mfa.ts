@@ -40,9 +40,13 @@ export async function secondFactorsOf(db: DbOrTx, userId: string): Promise<{ tot
  * Whether the user has a second factor, what decides that a login needs one: a confirmed
  * authenticator, or a passkey where PASSKEY_COUNTS_AS_MFA makes it one.
  */
+/** Whether these factors make a second factor: an authenticator app, or a passkey when PASSKEY_COUNTS_AS_MFA. */
+export function countsAsSecondFactor(factors: { totp: boolean; passkey: boolean }, passkeyCountsAsMfa: boolean): boolean {
+  return factors.totp || (passkeyCountsAsMfa && factors.passkey);
+}
+
 export async function hasSecondFactor(db: DbOrTx, userId: string, { countsAsMfa }: { countsAsMfa: boolean }): Promise<boolean> {
-  const factors = await secondFactorsOf(db, userId);
-  return factors.totp || (countsAsMfa && factors.passkey);
+  return countsAsSecondFactor(await secondFactorsOf(db, userId), countsAsMfa);
 }
 
 export interface MfaStatus {

@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyRequest, onRequestHookHandler, RouteOptions } from 'fastify';
 import fp from 'fastify-plugin';
 import { problem } from '../errors.js';
+import { countsAsSecondFactor } from '../domain/mfa.js';
 import type { Principal } from './auth.js';
 
 /**
@@ -152,7 +153,7 @@ export function assuranceCheck(rule: AccessRule, policy: AssurancePolicy): ((pri
   return (principal, nowSeconds) => {
     // A key is judged by its owner's roles and factors: holding none itself must not let it past the policy.
     const { roles, hasPasskey, mfaEnrolled: totpEnrolled } = principal.apiKey?.owner ?? principal.access;
-    const mfaEnrolled = totpEnrolled || (policy.passkeyCountsAsMfa === true && hasPasskey);
+    const mfaEnrolled = countsAsSecondFactor({ totp: totpEnrolled, passkey: hasPasskey }, policy.passkeyCountsAsMfa === true);
     const enforced = enforcedRoles.some((role) => roles.has(role));
     if (principal.apiKey && (enforced || (aal2IfEnrolled && mfaEnrolled))) return apiKeyNotAllowed();
     if (enforced && !mfaEnrolled) {
