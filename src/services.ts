@@ -58,7 +58,7 @@ export function createGatehouse(config: Config, database: Database, log: Fastify
     db: database.db,
     passwords: createPasswordHasher({ pepper: config.passwordPepper, cost: config.bcryptCost }),
     access,
-    apiKeys: new ApiKeys(database.db, access, apiKeyHashKey, (name, task) => background.run(name, task)),
+    apiKeys: new ApiKeys(database.db, access, apiKeyHashKey, (name, task) => background.run(name, task), config.authzCacheMax),
     apiKeyHashKey,
     sessionSettings: {
       refreshTokenTtl: config.refreshTokenTtl,

@@ -144,6 +144,8 @@ export class ApiKeys {
     private readonly access: AccessCache,
     private readonly hashKey: Buffer,
     private readonly runInBackground: (name: string, task: () => Promise<void>) => void,
+    /** AUTHZ_CACHE_MAX: keys held in memory, as many as users' states. */
+    private readonly maxEntries = 50_000,
   ) {
     this.decoy = hashApiKeySecret(hashKey, 'decoy');
     access.onInvalidate((userId) => {
@@ -211,7 +213,7 @@ export class ApiKeys {
     const now = Date.now();
     const last = this.lastWritten.get(entry.id);
     if (last !== undefined && now - last < LAST_USED_INTERVAL_MS) return;
-    if (this.lastWritten.size >= 50_000) this.lastWritten.delete(this.lastWritten.keys().next().value!);
+    if (this.lastWritten.size >= this.maxEntries) this.lastWritten.delete(this.lastWritten.keys().next().value!);
     this.lastWritten.set(entry.id, now);
     // Asked for only when written: reading the client address costs on every request otherwise.
     const ip = ipOf();
@@ -239,7 +241,7 @@ export class ApiKeys {
     };
     // A revocation that came in while this was read may predate it: used for this request only.
     if (this.access.mayKeep(ticket)) {
-      if (this.entries.size >= 50_000 && !this.entries.has(keyId)) this.entries.delete(this.entries.keys().next().value!);
+      if (this.entries.size >= this.maxEntries && !this.entries.has(keyId)) this.entries.delete(this.entries.keys().next().value!);
       this.entries.set(keyId, entry);
     }
     return entry;
