@@ -3,6 +3,7 @@ import { sessions, type Session } from '../db/schema.js';
 import { settleRaces } from '../db/errors.js';
 import { problem } from '../errors.js';
 import { lockTarget } from './admin-users.js';
+import { assertGrantorHoldsMarkerRoles } from './delegation.js';
 
 /** What an admin needs to act as a user, for as long as they do. */
 export const IMPERSONATE_PERMISSION = 'users:impersonate';
@@ -10,7 +11,8 @@ export const IMPERSONATE_PERMISSION = 'users:impersonate';
 /**
  * Opens a session in which `admin` acts as the user `targetId`, for `ttl` seconds: no refresh token,
  * so it ends with its one access token (or a logout). The admin must hold every permission the user
- * holds (exceeds_own_permissions otherwise), checked under the same lock as any change of access.
+ * holds, and any role of theirs that grants no permission (exceeds_own_permissions otherwise),
+ * checked under the same lock as any change of access.
  */
 export async function startImpersonation(
   db: Db,
@@ -20,6 +22,8 @@ export async function startImpersonation(
 ): Promise<Session> {
   return settleRaces('Starting the impersonation', db.transaction(async (tx) => {
     const target = await lockTarget(tx, admin, targetId, 'impersonate');
+    // A role granting no permission opens only role rules: acting as its holder needs it too.
+    await assertGrantorHoldsMarkerRoles(tx, admin, target.roles, 'impersonate this user');
     if (!target.user.active) throw problem('account_disabled', 'This account is disabled: it cannot be impersonated.');
     // Whole seconds, as the token's iat and exp: the token and its session end together.
     const now = new Date(Math.floor(Date.now() / 1000) * 1000);

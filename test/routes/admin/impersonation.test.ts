@@ -122,6 +122,12 @@ eachDatabase('an admin cannot impersonate a user who holds permissions they lack
   assertProblem(t, await impersonate(app, support, peer.userId, ''), 400, 'validation_failed', 'a reason is required');
   assertProblem(t, await send(app, support, 'POST', `/admin/users/${peer.userId}/impersonate`, {}), 400, 'validation_failed', 'a missing reason');
 
+  // A role granting no permission (a marker for role rules) is not the support user's to act with.
+  const staff = await userWithRoles(app, ['user', await roleGranting(app, [])]);
+  const marker = assertProblem(t, await impersonate(app, support, staff.userId), 403, 'exceeds_own_permissions', 'a holder of a marker role');
+  t.match(marker.detail, /the role grants\./, 'names the role');
+  t.equal((await impersonate(app, admin, staff.userId)).statusCode, 200, 'an admin holds every role');
+
   t.equal((await send(app, admin, 'PATCH', `/admin/users/${peer.userId}`, { active: false })).statusCode, 200);
   assertProblem(t, await impersonate(app, support, peer.userId), 403, 'account_disabled', 'a disabled user');
 
