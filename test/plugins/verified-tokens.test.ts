@@ -66,3 +66,18 @@ tap.test('the cache holds at most maxEntries, dropping the least recently used',
   cache.verify('b', verify);
   t.same(calls, ['a', 'b', 'c', 'b'], 'b, the least recently used, was dropped');
 });
+
+tap.test('tokens that end alike are told apart: a hit needs the whole token', async (t) => {
+  const cache = new VerifiedTokens<Claims>({ maxEntries: 10, clockToleranceMs: 0 });
+  const ending = 'S'.repeat(40);
+  const genuine = `header.genuine.${ending}`;
+  const forged = `header.forged.${ending}`;
+  const { calls, verify } = countingVerifier({ [genuine]: { sub: 'genuine', exp: inSeconds(60) } });
+  cache.verify(genuine, verify);
+  t.equal(cache.peek(forged), undefined, 'the forged token is not answered from the genuine one\'s entry');
+  t.throws(() => cache.verify(forged, verify), 'the verifier judges the forged token, and refuses it');
+  t.equal(cache.peek(genuine)?.sub, 'genuine', 'the genuine token is still remembered');
+  cache.verify(genuine, verify);
+  t.same(calls, [genuine, forged]);
+  t.equal(cache.peek('short'), undefined, 'a token shorter than the key is looked up whole');
+});
