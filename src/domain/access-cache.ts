@@ -4,7 +4,7 @@ import { LruMap } from 'toad-cache';
 import type { Database } from '../db/client.js';
 import type { UserAccess } from '../types.js';
 import { isUuid } from '../lib/uuid.js';
-import { loadAuthorizationState, type AuthorizationState } from './users.js';
+import { loadAuthorizationState, loadAuthorizationStates, type AuthorizationState } from './users.js';
 
 export const ACCESS_CHANNEL = 'gatehouse_access';
 /** Payload meaning "drop everything": role permission changes touch an unknown set of users. */
@@ -21,6 +21,17 @@ export interface AccessCacheLog {
   info(message: string): void;
 }
 
+/** An entry, and whether a request was served from it since it was read (only those are renewed). */
+interface Cached {
+  access: UserAccess;
+  used: boolean;
+}
+
+/** Users renewed per query: small enough that reading the answer holds up requests for a moment only. */
+const RENEWAL_BATCH = 100;
+/** Distinct role (and permission) sets shared between entries, at most: most users hold one of a few. */
+const SHARED_SETS_MAX = 1000;
+
 /** When and at which invalidation count a state was read: see AccessCache.ticket(). */
 export interface CacheTicket {
   generation: number;
@@ -36,10 +47,15 @@ export interface CacheTicket {
  * is kept until LISTEN is back, when the cache starts again empty. Each notice names the instance
  * it came from, which ignores its own: it has already acted, and the echo, arriving a moment later,
  * would only drop the entry a login or refresh had just filled.
+ *
+ * Entries in use are read again before their TTL runs out, in the background and a hundred users a
+ * query (renew()): with many users, reloading each on the request that found it expired cost every
+ * one of them a database round trip on their request path every TTL, and most of the server's time.
+ * Entries nobody used since they were read are left to expire, and are dropped.
  */
 export class AccessCache {
   /** Least recently used first out: with more users than AUTHZ_CACHE_MAX, the active ones stay. */
-  private readonly entries: LruMap<UserAccess>;
+  private readonly entries: LruMap<Cached>;
   private readonly loading = new Map<string, Promise<UserAccess | undefined>>();
   /** Bumped on every invalidation, so a load that raced one is not cached. */
   private generation = 0;
@@ -48,12 +64,15 @@ export class AccessCache {
   private listening = false;
   private readonly origin = randomUUID();
   private readonly invalidationListeners: ((userId: string) => void)[] = [];
+  private readonly sharedSets = new Map<string, ReadonlySet<string>>();
+  private renewal?: NodeJS.Timeout;
+  private renewing?: Promise<void>;
 
   constructor(
     private readonly database: Database,
     private readonly options: { ttlMs: number; maxEntries?: number; log?: AccessCacheLog },
   ) {
-    this.entries = new LruMap<UserAccess>(options.maxEntries ?? 50_000);
+    this.entries = new LruMap<Cached>(options.maxEntries ?? 50_000);
   }
 
   async start(): Promise<void> {
@@ -80,10 +99,15 @@ export class AccessCache {
       },
     );
     this.listening = true;
+    // Every third of the TTL: an entry read just after one pass is renewed at the second, before it expires.
+    // (A TTL under a second is a cache that barely keeps anything: nothing worth renewing.)
+    if (this.options.ttlMs >= 1000) this.renewal = setInterval(() => void this.renew(), this.options.ttlMs / 3).unref();
   }
 
   async stop(): Promise<void> {
     this.listening = false;
+    clearInterval(this.renewal);
+    await this.renewing;
     await this.stopListening?.();
     this.stopListening = undefined;
     this.entries.clear();
@@ -98,7 +122,11 @@ export class AccessCache {
   peek(userId: string, notOlderThanMs = 0): UserAccess | undefined {
     if (!this.listening) return undefined;
     const cached = this.entries.get(userId);
-    return cached && Date.now() - cached.loadedAt < this.options.ttlMs && cached.loadedAt >= notOlderThanMs ? cached : undefined;
+    if (!cached) return undefined;
+    const { access } = cached;
+    if (Date.now() - access.loadedAt >= this.options.ttlMs || access.loadedAt < notOlderThanMs) return undefined;
+    cached.used = true;
+    return access;
   }
 
   /** The user's current access, from memory when fresh. Undefined when the user no longer exists. */
@@ -164,21 +192,83 @@ export class AccessCache {
    * read the state in their own statement and prime the cache with it, saving the load that would follow.
    */
   prime(userId: string, state: AuthorizationState, ticket: CacheTicket): UserAccess {
-    const entry: UserAccess = {
-      user: state.user,
-      roles: new Set(state.roles),
-      permissions: new Set(state.permissions),
-      liveSessions: new Set(state.liveSessionIds),
-      mfaEnrolled: state.mfaEnrolled,
-      hasPasskey: state.hasPasskey,
-      loadedAt: ticket.loadedAt,
-    };
+    const entry = this.entryOf(state, ticket.loadedAt);
     if (this.mayKeep(ticket)) {
-      this.entries.set(userId, entry);
+      this.entries.set(userId, { access: entry, used: false });
     } else {
       this.entries.delete(userId);
     }
     return entry;
+  }
+
+  /**
+   * Reads again, in batches, the entries used since they were read and a third of their TTL old,
+   * and drops the expired ones. A user's new state is kept only if their entry is still the one
+   * collected: a notice or a newer read replaced or dropped it meanwhile, and this read may be older
+   * than that. An unchanged state keeps its entry, with the new read time (and the answers made from it).
+   */
+  renew(): Promise<void> {
+    this.renewing ??= this.renewDue().finally(() => (this.renewing = undefined));
+    return this.renewing;
+  }
+
+  private async renewDue(): Promise<void> {
+    if (!this.listening) return;
+    const now = Date.now();
+    const due: [string, Cached][] = [];
+    const expired: string[] = [];
+    for (const [userId, { value: cached }] of this.entries.items) {
+      const age = now - cached.access.loadedAt;
+      if (age >= this.options.ttlMs) expired.push(userId);
+      else if (cached.used && age >= this.options.ttlMs / 3) due.push([userId, cached]);
+    }
+    this.entries.deleteMany(expired);
+    for (let from = 0; from < due.length && this.listening; from += RENEWAL_BATCH) {
+      const batch = due.slice(from, from + RENEWAL_BATCH);
+      const { loadedAt } = this.ticket();
+      let states: Map<string, AuthorizationState>;
+      try {
+        states = await loadAuthorizationStates(this.database.db, batch.map(([userId]) => userId));
+      } catch (err) {
+        // The entries expire as they would have: each request then reads its own.
+        this.options.log?.warn(`renewing the authorization cache failed: ${(err as Error).message}`);
+        return;
+      }
+      for (const [userId, cached] of batch) {
+        if (!this.listening || this.entries.items.get(userId)?.value !== cached) continue;
+        const state = states.get(userId);
+        if (!state) this.entries.delete(userId);
+        else if (sameState(cached.access, state)) {
+          cached.access.loadedAt = loadedAt;
+          cached.used = false;
+        } else this.entries.set(userId, { access: this.entryOf(state, loadedAt), used: false });
+      }
+    }
+  }
+
+  private entryOf(state: AuthorizationState, loadedAt: number): UserAccess {
+    // Never kept in memory: the hot path has no use for it, and a host sees the entry as principal.access.
+    const { passwordHash: _, ...user } = state.user;
+    return {
+      user,
+      roles: this.shared(state.roles),
+      permissions: this.shared(state.permissions),
+      liveSessions: new Set(state.liveSessionIds),
+      mfaEnrolled: state.mfaEnrolled,
+      hasPasskey: state.hasPasskey,
+      loadedAt,
+    };
+  }
+
+  /** One read-only Set for every user with the same names (sorted by the query): memory for 50,000 users. */
+  private shared(names: string[]): ReadonlySet<string> {
+    const key = JSON.stringify(names);
+    let set = this.sharedSets.get(key);
+    if (!set) {
+      set = new Set(names);
+      if (this.sharedSets.size < SHARED_SETS_MAX) this.sharedSets.set(key, set);
+    }
+    return set;
   }
 
   private async load(userId: string): Promise<UserAccess | undefined> {
@@ -187,3 +277,22 @@ export class AccessCache {
     return found && this.prime(userId, found, ticket);
   }
 }
+
+/** Whether a state read again says what the entry says: then the entry can stay, and what was made from it. */
+function sameState(access: UserAccess, state: AuthorizationState): boolean {
+  const { passwordHash: _, ...user } = state.user;
+  const cachedUser = access.user as unknown as Record<string, unknown>;
+  for (const [key, value] of Object.entries(user)) {
+    const held = cachedUser[key];
+    if (value instanceof Date ? !(held instanceof Date) || held.getTime() !== value.getTime() : held !== value) return false;
+  }
+  return (
+    access.mfaEnrolled === state.mfaEnrolled &&
+    access.hasPasskey === state.hasPasskey &&
+    sameNames(access.roles, state.roles) &&
+    sameNames(access.permissions, state.permissions) &&
+    sameNames(access.liveSessions, state.liveSessionIds)
+  );
+}
+
+const sameNames = (held: ReadonlySet<string>, read: string[]) => held.size === read.length && read.every((name) => held.has(name));

@@ -97,6 +97,16 @@ export async function loadUserWithAccess(db: DbOrTx, userId: string): Promise<Us
   return row && userWithAccessFrom(row);
 }
 
+/** Several users' AuthorizationStates in one query, by id: those that still exist. */
+export async function loadAuthorizationStates(db: DbOrTx, userIds: readonly string[]): Promise<Map<string, AuthorizationState>> {
+  // One text parameter, the same for both drivers; the ids are uuids (the cache's keys), so need no quoting.
+  const rows = await queryRows(db, sql`select ${authorizationColumns} from users where users.id = any(${`{${userIds.join(',')}}`}::uuid[])`);
+  return new Map(rows.map((row) => {
+    const state = authorizationStateFrom(row);
+    return [state.user.id, state];
+  }));
+}
+
 /** A user's AuthorizationState in one query: one round trip on a cache miss. */
 export async function loadAuthorizationState(db: DbOrTx, userId: string): Promise<AuthorizationState | undefined> {
   const [row] = await queryRows(db, sql`select ${authorizationColumns} from users where users.id = ${userId}::uuid`);

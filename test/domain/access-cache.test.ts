@@ -130,3 +130,120 @@ eachDatabase('AUTHZ_CACHE_MAX bounds the cache, dropping the least recently used
   t.ok(cache.peek(cid.id), 'cid kept');
   t.notOk(cache.peek(bob.id), 'bob, the least recently used, dropped');
 });
+
+/** A cache deaf to notices, so that only what the test does changes its entries, with a user primed `ageMs` ago. */
+async function primedAgo(cache: AccessCache, database: Database, userId: string, ageMs: number) {
+  const state = (await loadAuthorizationState(database.db, userId))!;
+  return cache.prime(userId, state, { ...cache.ticket(), loadedAt: Date.now() - ageMs });
+}
+
+eachDatabase('entries in use are read again before their TTL, in the background; unused ones expire and are dropped', async (t, kind) => {
+  const { app, database } = await buildTestApp(t, kind);
+  const [ann, bob, cid] = [(await registerUser(app)).user, (await registerUser(app)).user, (await registerUser(app)).user];
+  const deaf: Database = { ...database, listen: (channel, _onMessage, events) => database.listen(channel, () => {}, events) };
+  const cache = new AccessCache(deaf, { ttlMs: 60_000 });
+  t.teardown(() => cache.stop());
+  await cache.start();
+
+  const annEntry = await primedAgo(cache, database, ann.id, 30_000);
+  const bobEntry = await primedAgo(cache, database, bob.id, 30_000);
+  await primedAgo(cache, database, cid.id, 70_000);
+  t.equal(cache.peek(ann.id), annEntry, 'ann used');
+  t.equal(cache.peek(bob.id), bobEntry, 'bob used');
+  // A change nobody is told of (psql): the renewal is what brings it in.
+  await database.db.execute(sql`update users set name = 'Bob Renewed' where id = ${bob.id}::uuid`);
+  const before = Date.now();
+  await cache.renew();
+
+  const annAfter = cache.peek(ann.id);
+  t.equal(annAfter, annEntry, "ann's state had not changed: the same entry stays (and what was made from it)");
+  t.ok(annAfter!.loadedAt >= before, 'with the time of the new read');
+  const bobAfter = cache.peek(bob.id);
+  t.not(bobAfter, bobEntry, "bob's state changed: a new entry");
+  t.equal(bobAfter?.user.name, 'Bob Renewed');
+  t.ok(bobAfter!.loadedAt >= before);
+  t.equal(cache.size, 2, "cid's entry, past its TTL, was dropped");
+
+  // Read again, and not used since: left alone, then dropped once expired.
+  const annRead = annAfter!.loadedAt;
+  await cache.renew();
+  t.equal(cache.peek(ann.id)?.loadedAt, annRead, 'a fresh entry is not read again');
+  const idle = await primedAgo(cache, database, cid.id, 30_000);
+  await cache.renew();
+  t.equal(cache.size, 3, 'an entry nobody used is kept until its TTL');
+  t.equal(idle.loadedAt < before, true, 'and is not read again');
+});
+
+eachDatabase('a renewal never overwrites what a notice or a newer read did meanwhile', async (t, kind) => {
+  const { app, database } = await buildTestApp(t, kind);
+  const [ann, bob, cid] = [(await registerUser(app)).user, (await registerUser(app)).user, (await registerUser(app)).user];
+  // The renewal's query waits at this gate, so the test can act while it is in flight.
+  let open: () => void = () => {};
+  const gate = new Promise<void>((resolve) => (open = resolve));
+  let held = false;
+  const db = new Proxy(database.db, {
+    get(target, property, receiver) {
+      if (property !== 'execute' || held) return Reflect.get(target, property, receiver);
+      return async (...args: unknown[]) => {
+        held = true;
+        await gate;
+        return (target.execute as (...a: unknown[]) => unknown).apply(target, args);
+      };
+    },
+  });
+  const gated: Database = { ...database, db, listen: (channel, _onMessage, events) => database.listen(channel, () => {}, events) };
+  const cache = new AccessCache(gated, { ttlMs: 60_000 });
+  t.teardown(() => cache.stop());
+  await cache.start();
+  for (const user of [ann, bob, cid]) {
+    await primedAgo(cache, database, user.id, 30_000);
+    cache.peek(user.id);
+  }
+
+  const renewing = cache.renew();
+  t.equal(cache.renew(), renewing, 'one renewal at a time');
+  await new Promise((resolve) => setImmediate(resolve));
+  t.ok(held, 'the renewal is reading');
+  cache.invalidateLocal(ann.id);
+  const newer = await primedAgo(cache, database, bob.id, 0);
+  await database.db.execute(sql`delete from users where id = ${cid.id}::uuid`);
+  open();
+  await renewing;
+
+  t.equal(cache.peek(ann.id), undefined, 'ann, dropped by a notice during the read, is not put back');
+  t.equal(cache.peek(bob.id), newer, "bob's newer entry stays");
+  t.equal(cache.peek(cid.id), undefined, 'cid, deleted, is dropped');
+});
+
+eachDatabase('entries hold no password hash, and users with the same roles share one set of names', async (t, kind) => {
+  const { app, database } = await buildTestApp(t, kind);
+  const [ann, bob] = [(await registerUser(app)).user, (await registerUser(app)).user];
+  const cache = new AccessCache(database, { ttlMs: 60_000 });
+  t.teardown(() => cache.stop());
+  await cache.start();
+  const [annEntry, bobEntry] = [(await cache.get(ann.id))!, (await cache.get(bob.id))!];
+  t.notOk('passwordHash' in annEntry.user, 'no password hash in memory');
+  t.equal(annEntry.roles, bobEntry.roles, 'one roles set');
+  t.equal(annEntry.permissions, bobEntry.permissions, 'one permissions set');
+  t.not(annEntry.liveSessions, bobEntry.liveSessions, 'sessions are their own');
+});
+
+eachDatabase('a renewal that cannot read says so at warn and leaves the entries to expire', async (t, kind) => {
+  const { app, database } = await buildTestApp(t, kind);
+  const { user } = await registerUser(app);
+  let failing = false;
+  const db = new Proxy(database.db, {
+    get: (target, property, receiver) =>
+      failing && property === 'execute' ? () => Promise.reject(new Error('connection lost')) : Reflect.get(target, property, receiver),
+  });
+  const warnings: string[] = [];
+  const cache = new AccessCache({ ...database, db }, { ttlMs: 60_000, log: { warn: (m) => warnings.push(m), info: () => {} } });
+  t.teardown(() => cache.stop());
+  await cache.start();
+  const entry = await primedAgo(cache, database, user.id, 30_000);
+  cache.peek(user.id);
+  failing = true;
+  await cache.renew();
+  t.match(warnings, [/renewing the authorization cache failed: connection lost/]);
+  t.equal(cache.peek(user.id), entry, 'the entry is served until its TTL, as without renewal');
+});
