@@ -1,6 +1,7 @@
 import type postgres from 'postgres';
 import { deadline } from '../lib/deadline.js';
 import { DatabaseTimeoutError, isConnectionLost } from './errors.js';
+import { preparedCall } from './prepared.js';
 
 /** A postgres.js client with whatever custom types (`any`: its parsers' types vary both ways). */
 type Sql = postgres.Sql<any>;
@@ -10,7 +11,8 @@ type Unsafe = (...args: unknown[]) => Query;
 
 /**
  * Bounds every query Drizzle sends through `client` to `ms`, waiting for a connection included:
- * past it, the query fails with DatabaseTimeoutError and its request gets a 503.
+ * past it, the query fails with DatabaseTimeoutError and its request gets a 503. Each query may also
+ * be a prepared statement (see prepared.ts).
  *
  * A timer in the client, rather than the server's statement_timeout, because it also bounds a
  * server that stopped answering (or a network that dropped the packets) and the wait for a pool
@@ -23,7 +25,7 @@ type Unsafe = (...args: unknown[]) => Query;
 export function boundQueries<S extends Sql>(client: S, ms: number): S {
   return new Proxy(client, {
     get(target, property, receiver) {
-      if (property === 'unsafe') return (...args: unknown[]) => bounded((target.unsafe as Unsafe)(...args), ms);
+      if (property === 'unsafe') return (...args: unknown[]) => bounded((target.unsafe as Unsafe)(...preparedCall(args)), ms);
       if (property === 'begin') return (...args: unknown[]) => boundedTransaction(target, args, ms);
       return Reflect.get(target, property, receiver) as unknown;
     },
@@ -81,7 +83,7 @@ function boundedTransaction(client: Sql, args: unknown[], ms: number): Promise<u
     new Proxy(sql, {
       get(target, property, receiver) {
         if (property !== 'unsafe') return Reflect.get(target, property, receiver) as unknown;
-        return (...query: unknown[]) => (lost ? failed(lost) : bounded((target.unsafe as Unsafe)(...query), ms, noteLost));
+        return (...query: unknown[]) => (lost ? failed(lost) : bounded((target.unsafe as Unsafe)(...preparedCall(query)), ms, noteLost));
       },
     });
 
