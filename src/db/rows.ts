@@ -37,7 +37,17 @@ export function fromRow<T extends PgTable>(table: T, row: Record<string, unknown
   return model as InferSelectModel<T>;
 }
 
-/** `alias.col as prefixcol, ...` for every column of the table: two tables' rows in one select. */
+const prefixedByTable = new WeakMap<PgTable, Map<string, SQL>>();
+
+/** `alias.col as prefixcol, ...` for every column of the table: two tables' rows in one select. Made once per table, alias and prefix. */
 export function prefixedColumns(table: PgTable, alias: string, prefix: string): SQL {
-  return sql.raw(columnsOf(table).map(([, column]) => `${alias}."${column.name}" as "${prefix}${column.name}"`).join(', '));
+  let byName = prefixedByTable.get(table);
+  if (!byName) prefixedByTable.set(table, (byName = new Map()));
+  const name = `${alias}.${prefix}`;
+  let columns = byName.get(name);
+  if (!columns) {
+    columns = sql.raw(columnsOf(table).map(([, column]) => `${alias}."${column.name}" as "${prefix}${column.name}"`).join(', '));
+    byName.set(name, columns);
+  }
+  return columns;
 }

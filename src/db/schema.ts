@@ -129,7 +129,11 @@ export const refreshTokens = pgTable(
     tokenHash: text('token_hash').notNull(),
     issuedAt: timestamp('issued_at', { withTimezone: true }).notNull().defaultNow(),
     rotatedAt: timestamp('rotated_at', { withTimezone: true }),
-    successorId: uuid('successor_id').references((): AnyPgColumn => refreshTokens.id, { onDelete: 'set null' }),
+    /**
+     * The token that replaced this one, for the record. No foreign key: checking it cost every
+     * refresh a lookup and a row lock of the token it had just inserted, and nothing reads the chain back.
+     */
+    successorId: uuid('successor_id'),
   },
   (t) => [uniqueIndex('refresh_tokens_token_hash_key').on(t.tokenHash), index('refresh_tokens_session_id_idx').on(t.sessionId)],
 );

@@ -23,9 +23,9 @@ async function preparedOnConnection(url: string, preparedStatements: boolean): P
 void tap.test("Drizzle's queries run as prepared statements, unless DATABASE_PREPARED_STATEMENTS says not to", { skip: !process.env.TEST_DATABASE_URL && 'needs TEST_DATABASE_URL' }, async (t) => {
   const database = await openTestDatabase('postgres');
   t.teardown(() => database.drop());
-  const prepared = await preparedOnConnection(database.url, true);
+  const prepared = await preparedOnConnection(database.url!, true);
   t.ok(prepared.some((s) => s.includes('::int as n')), 'a plain query is prepared, once for its three runs');
   t.equal(prepared.filter((s) => s.includes('::int as n')).length, 1);
   t.ok(prepared.some((s) => s.includes('::text as t')), 'so is a query in a transaction');
-  t.same(await preparedOnConnection(database.url, false), [], 'with prepared statements off (PgBouncer in transaction mode), none');
+  t.same(await preparedOnConnection(database.url!, false), [], 'with prepared statements off (PgBouncer in transaction mode), none');
 });
