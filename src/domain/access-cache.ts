@@ -70,7 +70,13 @@ export class AccessCache {
 
   constructor(
     private readonly database: Database,
-    private readonly options: { ttlMs: number; maxEntries?: number; log?: AccessCacheLog },
+    private readonly options: {
+      ttlMs: number;
+      maxEntries?: number;
+      log?: AccessCacheLog;
+      /** How often renew() runs: a third of the TTL, so an entry read just after one run is renewed at the second, before it expires. */
+      renewEveryMs?: number;
+    },
   ) {
     this.entries = new LruMap<Cached>(options.maxEntries ?? 50_000);
   }
@@ -99,9 +105,12 @@ export class AccessCache {
       },
     );
     this.listening = true;
-    // Every third of the TTL: an entry read just after one pass is renewed at the second, before it expires.
     // (A TTL under a second is a cache that barely keeps anything: nothing worth renewing.)
-    if (this.options.ttlMs >= 1000) this.renewal = setInterval(() => void this.renew(), this.options.ttlMs / 3).unref();
+    if (this.options.ttlMs >= 1000) {
+      this.renewal = setInterval(() => {
+        this.renew().catch((err: unknown) => this.options.log?.warn(`renewing the authorization cache failed: ${String(err)}`));
+      }, this.options.renewEveryMs ?? this.options.ttlMs / 3).unref();
+    }
   }
 
   async stop(): Promise<void> {

@@ -247,3 +247,19 @@ eachDatabase('a renewal that cannot read says so at warn and leaves the entries 
   t.match(warnings, [/renewing the authorization cache failed: connection lost/]);
   t.equal(cache.peek(user.id), entry, 'the entry is served until its TTL, as without renewal');
 });
+
+eachDatabase('once started, the cache renews on its own, and stops with it', async (t, kind) => {
+  const { app, database } = await buildTestApp(t, kind);
+  const { user } = await registerUser(app);
+  const cache = new AccessCache(database, { ttlMs: 60_000, renewEveryMs: 20 });
+  t.teardown(() => cache.stop());
+  await cache.start();
+  const entry = await primedAgo(cache, database, user.id, 30_000);
+  const primedAt = entry.loadedAt;
+  cache.peek(user.id);
+  // Polled rather than timed: however slow the machine, the entry has 30 s before it would expire.
+  while (cache.peek(user.id)!.loadedAt === primedAt) await new Promise((resolve) => setTimeout(resolve, 10));
+  t.ok(cache.peek(user.id)!.loadedAt > primedAt, 'read again without being asked');
+  await cache.stop();
+  t.equal(cache.size, 0);
+});
