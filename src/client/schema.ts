@@ -4423,7 +4423,10 @@ export interface operations {
         parameters: {
             query?: {
                 limit?: number;
-                /** @description nextCursor of the previous page */
+                /**
+                 * @description nextCursor of the previous page
+                 * @example WyIyMDI2LTEyLTAxVDA5OjMwOjAwLjEyMzQ1NloiLCIwZjhmYWQ1Yi1kOWNiLTQ2OWYtYTE2NS03MDg2NzcyODk1MGUiXQ
+                 */
                 cursor?: string;
                 /**
                  * @description Case-insensitive substring of email or name
@@ -5882,7 +5885,10 @@ export interface operations {
         parameters: {
             query?: {
                 limit?: number;
-                /** @description nextCursor of the previous page */
+                /**
+                 * @description nextCursor of the previous page
+                 * @example 1042
+                 */
                 cursor?: string;
                 /**
                  * @description Only events about this user
@@ -6210,6 +6216,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @example G5MEjZnoooBbaLcitEqyDxlbctyQpo8U_DqfBGDFsRA */
                 kid: string;
             };
             cookie?: never;
@@ -6350,6 +6357,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @example G5MEjZnoooBbaLcitEqyDxlbctyQpo8U_DqfBGDFsRA */
                 kid: string;
             };
             cookie?: never;

@@ -10,7 +10,7 @@ import type { Gatehouse } from '../../services.js';
 
 const AuditQuery = QueryObject({
   limit: Type.Integer({ minimum: 1, maximum: 100, default: 20 }),
-  cursor: Type.Optional(Type.String({ maxLength: 32, description: 'nextCursor of the previous page' })),
+  cursor: Type.Optional(Type.String({ maxLength: 32, description: 'nextCursor of the previous page', examples: ['1042'] })),
   user: Type.Optional(Type.String({ format: 'uuid', description: 'Only events about this user', examples: [USER_EXAMPLE.id] })),
   type: Type.Optional({ ...AuditEventType, examples: ['login_failed'] }),
   from: Type.Optional(Type.String({ format: 'date-time', description: 'Only events at or after this instant', examples: ['2026-01-15T00:00:00Z'] })),

@@ -14,7 +14,9 @@ import { auditContext } from '../request-context.js';
 
 const ListQuery = QueryObject({
   limit: Type.Integer({ minimum: 1, maximum: 100, default: 20 }),
-  cursor: Type.Optional(Type.String({ maxLength: 200, description: 'nextCursor of the previous page' })),
+  cursor: Type.Optional(
+    Type.String({ maxLength: 200, description: 'nextCursor of the previous page', examples: ['WyIyMDI2LTEyLTAxVDA5OjMwOjAwLjEyMzQ1NloiLCIwZjhmYWQ1Yi1kOWNiLTQ2OWYtYTE2NS03MDg2NzcyODk1MGUiXQ'] }),
+  ),
   q: Type.Optional(Type.String({ minLength: 1, maxLength: 200, description: 'Case-insensitive substring of email or name', examples: ['ann'] })),
   role: Type.Optional(Type.String({ ...RoleName, description: 'Only holders of this role', examples: ['editor'] })),
 });
