@@ -773,7 +773,7 @@ export interface paths {
         get?: never;
         /**
          * Replace a user's roles
-         * @description You can change the roles only of a user whose every permission you hold, and add or remove only roles whose every permission you hold (403 exceeds_own_permissions, naming what you lack; nothing changes).
+         * @description You can change the roles only of a user whose every permission you hold, and add or remove only roles whose every permission you hold (403 exceeds_own_permissions, naming what you lack; nothing changes). Adding a role ends any impersonation of the user.
          *
          *     Requires a Bearer access token with permissions roles:assign.
          */

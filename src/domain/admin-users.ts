@@ -10,7 +10,7 @@ import { assertGrantorHolds, assertGrantorHoldsMarkerRoles, lockAccessChanges, t
 import { permissionsGrantedBy, roleIds } from './roles.js';
 import { removeSecondFactors } from './mfa.js';
 import { listPasskeys, removePasskey } from './passkeys.js';
-import { revokeUserSessions } from './sessions.js';
+import { endImpersonationsOf, revokeUserSessions } from './sessions.js';
 import { accessColumns, loadUserWithAccess, userWithAccessFrom, type DbOrTx, type Tx, type UserWithAccess } from './users.js';
 
 interface Cursor {
@@ -156,9 +156,15 @@ export async function deleteUser(db: Db, grantor: Grantor, id: string): Promise<
 
 /**
  * Replaces the user's roles with exactly these. The grantor must hold everything the user holds
- * now and every permission of each role added or removed.
+ * now and every permission of each role added or removed. A role added ends the user's
+ * impersonations: the admin behind one may not hold it.
  */
-export async function setUserRoles(db: Db, grantor: Grantor, id: string, names: readonly string[]): Promise<{ added: string[]; removed: string[] }> {
+export async function setUserRoles(
+  db: Db,
+  grantor: Grantor,
+  id: string,
+  names: readonly string[],
+): Promise<{ added: string[]; removed: string[]; impersonationsEnded: number }> {
   return settleRaces("Changing the user's roles", db.transaction(async (tx) => {
     const before = await lockTarget(tx, grantor, id, 'change the roles of');
     const ids = await roleIds(tx, names);
@@ -172,7 +178,8 @@ export async function setUserRoles(db: Db, grantor: Grantor, id: string, names: 
     if (admin && !ids.includes(admin.id)) await assertNotLastAdmin(tx, id, `stripped of ${ADMIN_ROLE}`);
     await tx.delete(userRoles).where(eq(userRoles.userId, id));
     if (ids.length) await tx.insert(userRoles).values(ids.map((roleId) => ({ userId: id, roleId })));
-    return { added, removed };
+    const impersonationsEnded = added.length ? await endImpersonationsOf(tx, id, 'roles_changed') : 0;
+    return { added, removed, impersonationsEnded };
   }));
 }
 

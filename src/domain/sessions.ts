@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { and, desc, eq, gt, isNull, ne, sql } from 'drizzle-orm';
+import { and, desc, eq, gt, isNotNull, isNull, ne, sql } from 'drizzle-orm';
 import type { Db } from '../db/client.js';
 import { fromRow, prefixedColumns, queryRows } from '../db/rows.js';
 import { refreshTokens, sessions, type Session } from '../db/schema.js';
@@ -28,7 +28,7 @@ export interface Assurance {
 
 const textArray = (items: readonly string[]) => sql`array[${sql.join(items.map((item) => sql`${item}`), sql`, `)}]::text[]`;
 
-export type RevocationReason = 'logout' | 'refresh_reuse' | 'admin' | 'user_disabled' | 'password_change' | 'password_reset' | 'user_request';
+export type RevocationReason = 'logout' | 'refresh_reuse' | 'admin' | 'user_disabled' | 'password_change' | 'password_reset' | 'user_request' | 'roles_changed';
 
 const addSeconds = (date: Date, seconds: number) => new Date(date.getTime() + seconds * 1000);
 
@@ -270,4 +270,18 @@ export async function listLiveSessions(db: DbOrTx, userId: string): Promise<Sess
     .from(sessions)
     .where(and(eq(sessions.userId, userId), isNull(sessions.revokedAt), gt(sessions.expiresAt, new Date())))
     .orderBy(desc(sessions.createdAt));
+}
+
+/**
+ * Ends every impersonation of the user (sessions an admin opened as them), returning how many. The
+ * check on each request compares permissions only; a role that grants none (a marker for role
+ * rules) is checked when an impersonation starts, so gaining one must end those already running.
+ */
+export async function endImpersonationsOf(db: DbOrTx, userId: string, reason: RevocationReason): Promise<number> {
+  const rows = await db
+    .update(sessions)
+    .set({ revokedAt: new Date(), revokedReason: reason })
+    .where(and(eq(sessions.userId, userId), isNull(sessions.revokedAt), isNotNull(sessions.impersonatorId)))
+    .returning({ id: sessions.id });
+  return rows.length;
 }

@@ -127,7 +127,7 @@ export const adminUserRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }
         operationId: 'setUserRoles',
         summary: "Replace a user's roles",
         description:
-          'You can change the roles only of a user whose every permission you hold, and add or remove only roles whose every permission you hold (403 exceeds_own_permissions, naming what you lack; nothing changes).',
+          'You can change the roles only of a user whose every permission you hold, and add or remove only roles whose every permission you hold (403 exceeds_own_permissions, naming what you lack; nothing changes). Adding a role ends any impersonation of the user.',
         tags: ['admin'],
         params: UserId,
         body: RolesBody,
@@ -138,10 +138,10 @@ export const adminUserRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }
       },
     },
     async (request) => {
-      const { added, removed } = await setUserRoles(db, grantorOf(request), request.params.id, request.body.roles);
+      const { added, removed, impersonationsEnded } = await setUserRoles(db, grantorOf(request), request.params.id, request.body.roles);
       await access.changed(request.params.id);
       const context = { ...auditContext(request), userId: request.params.id };
-      for (const role of added) gatehouse.audit({ type: 'role_assigned', ...context, detail: { role } });
+      for (const role of added) gatehouse.audit({ type: 'role_assigned', ...context, detail: { role, ...(impersonationsEnded ? { impersonationsEnded } : {}) } });
       for (const role of removed) gatehouse.audit({ type: 'role_removed', ...context, detail: { role } });
       return view(request.params.id);
     },

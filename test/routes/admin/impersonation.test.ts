@@ -244,3 +244,26 @@ eachDatabase("a demoted admin's impersonation, and one logged out, are refused o
   const loggedOutMs = await until(async () => (await b.inject({ url: '/auth/me', headers: bearer(other) })).statusCode === 401, 1000, 'B refusing the ended impersonation');
   t.pass(`B refused the logged-out impersonation after ${loggedOutMs} ms`);
 });
+
+eachDatabase('a role added to the user ends the impersonations of them: the admin behind one may lack it', async (t, kind) => {
+  const { app } = await buildTestApp(t, kind);
+  const admin = await adminToken(app);
+  const support = await userWithPermissions(app, ['users:impersonate', 'users:read', 'read']);
+  const marker = await roleGranting(app, []);
+  const user = await userWithRoles(app, ['user', marker]);
+  const token = await impersonationToken(app, admin, user.userId);
+  const supportToken = await impersonationToken(app, support, (await userWithPermissions(app, ['read'])).userId);
+
+  // Taking a role away leaves the user with less than the admin: the impersonation goes on.
+  t.equal((await send(app, admin, 'PUT', `/admin/users/${user.userId}/roles`, { roles: ['user'] })).statusCode, 200);
+  t.equal((await app.inject({ url: '/auth/me', headers: bearer(token) })).statusCode, 200, 'still impersonating after a role was removed');
+
+  // The marker role back: an admin who lacked it could now pass its role rules as the user.
+  t.equal((await send(app, admin, 'PUT', `/admin/users/${user.userId}/roles`, { roles: ['user', marker] })).statusCode, 200);
+  assertProblem(t, await app.inject({ url: '/auth/me', headers: bearer(token) }), 401, 'session_revoked', 'the impersonation ended');
+  t.equal((await app.inject({ url: '/auth/me', headers: user.headers })).statusCode, 200, "the user's own session goes on");
+  t.equal((await app.inject({ url: '/auth/me', headers: bearer(supportToken) })).statusCode, 200, 'impersonations of other users go on');
+  const [assigned] = (await auditOf(app, admin, 'role_assigned')).filter((e) => e.userId === user.userId && e.detail.role === marker).slice(0, 1);
+  t.equal(assigned?.detail.impersonationsEnded, 1, 'the audit entry says one impersonation ended');
+  t.equal((await impersonate(app, admin, user.userId)).statusCode, 200, 'an admin may start again');
+});
