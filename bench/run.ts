@@ -995,6 +995,7 @@ async function main(): Promise<number> {
     RATE_LIMIT_LOGIN: '1000000000/1s',
     RATE_LIMIT_REFRESH: '1000000000/1s',
     RATE_LIMIT_API_KEY: '1000000000/1s',
+    RATE_LIMIT_API_KEY_LOOKUPS: '1000000000/1s',
     ...(database.url ? { DATABASE_URL: database.url } : {}),
     BENCH_USERS: String(options.users),
     BENCH_REFRESH_TOKENS: String(selected.includes('refresh') ? refreshPool : options.connections),

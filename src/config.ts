@@ -64,6 +64,7 @@ export const EnvSchema = Type.Object({
   RATE_LIMIT_RESEND: Type.String({ ...RateLimit, default: '5/1m' }),
   RATE_LIMIT_REFRESH: Type.String({ ...RateLimit, default: '60/1m' }),
   RATE_LIMIT_API_KEY: Type.String({ ...RateLimit, default: '600/1m', description: 'per API key, over every route it calls' }),
+  RATE_LIMIT_API_KEY_LOOKUPS: Type.String({ ...RateLimit, default: '60/1m', description: 'per client IP: API keys not in memory, looked up in the database' }),
   REDIS_URL: Type.Optional(Type.String({ pattern: '^rediss?://' })),
   TRUST_PROXY: Type.String({ default: 'false', description: 'false, true, a hop count, or a comma list of addresses/CIDRs' }),
   LOGIN_MAX_FAILURES: Type.String({ pattern: '^\\d{1,4}$', default: '5' }),
@@ -150,7 +151,7 @@ export interface Config {
   registration: 'open' | 'invite-only';
   requireEmailConfirmation: boolean;
   /** Per client IP, per route: at most `max` requests each `windowSeconds`; `apiKey`: per API key, over all routes. */
-  rateLimits: Record<'login' | 'register' | 'forgot' | 'resend' | 'refresh' | 'apiKey', RateLimitSetting>;
+  rateLimits: Record<'login' | 'register' | 'forgot' | 'resend' | 'refresh' | 'apiKey' | 'apiKeyLookups', RateLimitSetting>;
   /** Shared store for rate limits across instances; without it each instance counts alone. */
   redisUrl?: string;
   /** Fastify's trustProxy: whether (and which) X-Forwarded-For hops to believe. */
@@ -277,6 +278,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, warn: (msg: str
       resend: rateLimit('RATE_LIMIT_RESEND'),
       refresh: rateLimit('RATE_LIMIT_REFRESH'),
       apiKey: rateLimit('RATE_LIMIT_API_KEY'),
+      apiKeyLookups: rateLimit('RATE_LIMIT_API_KEY_LOOKUPS'),
     },
     redisUrl: e.REDIS_URL,
     trustProxy: parseTrustProxy(e.TRUST_PROXY),

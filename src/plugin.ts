@@ -102,7 +102,7 @@ export const gatehousePlugin = fp(
     for (const schema of shared) {
       if (!app.getSchema(schema.$id!)) app.addSchema(schema);
     }
-    await app.register(authPlugin, { gatehouse, apiKeyLimiter: rateLimits.apiKeys });
+    await app.register(authPlugin, { gatehouse, apiKeyLimiter: rateLimits.apiKeys, apiKeyLookupLimiter: rateLimits.apiKeyLookups });
     await app.register(permissionsPlugin, {
       undeclaredRoutes: options.undeclaredRoutes ?? 'warn',
       assurance: { reauthMaxAge: config.reauthMaxAge, mfaRequiredPermissions: config.mfaRequiredPermissions, mfaEnforceForRoles: config.mfaEnforceForRoles, passkeyCountsAsMfa: config.passkeyCountsAsMfa },

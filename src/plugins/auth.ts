@@ -113,7 +113,10 @@ function presentedApiKey(request: FastifyRequest): string | undefined {
 }
 
 export const authPlugin = fp(
-  async (app: FastifyInstance, { gatehouse, apiKeyLimiter }: { gatehouse: GatehouseServices; apiKeyLimiter: ApiKeyLimiter }) => {
+  async (
+    app: FastifyInstance,
+    { gatehouse, apiKeyLimiter, apiKeyLookupLimiter }: { gatehouse: GatehouseServices; apiKeyLimiter: ApiKeyLimiter; apiKeyLookupLimiter: ApiKeyLimiter },
+  ) => {
     const { config, access, signingKeys, apiKeys } = gatehouse;
     await app.register(cookie);
     // request.jwtVerify() in a host's routes checks Gatehouse tokens with Gatehouse's own key set
@@ -192,6 +195,9 @@ export const authPlugin = fp(
       apiKeys.used(entry, () => clientIp(request) ?? null);
       return { userId: entry.userId, sessionId: '', access: effective, aal: 'aal1', amr: [], authTime: 0, apiKey: { id: entry.id, keyId: entry.keyId, owner: owner! } };
     };
+    // A key not in memory costs a query, and a made-up one is never kept: counted per client IP.
+    const lookupAllowed = (request: FastifyRequest) =>
+      new Promise<void>((resolve, reject) => apiKeyLookupLimiter(clientIp(request) ?? '', (refused) => (refused ? reject(refused) : resolve())));
     const parsedApiKey = (presented: string) => {
       const parsed = parseApiKey(presented);
       if (!parsed) throw apiKeyInvalid();
@@ -222,6 +228,7 @@ export const authPlugin = fp(
       const presented = presentedApiKey(request);
       if (presented !== undefined) {
         const key = parsedApiKey(presented);
+        if (!apiKeys.peek(key.keyId)) await lookupAllowed(request);
         const entry = await apiKeys.get(key.keyId);
         if (!apiKeys.matches(entry, key)) throw apiKeyInvalid();
         return keyPrincipal(request, entry!, await access.get(entry!.userId));

@@ -11,11 +11,16 @@ export interface RateLimitBackend {
   redis?: { client: Redis; store: new () => FastifyRateLimitStore };
   /** Counts requests per API key, over every route (RATE_LIMIT_API_KEY). */
   apiKeys: ApiKeyLimiter;
+  /**
+   * Counts, per client IP, the API keys looked up in the database because they were not in memory
+   * (RATE_LIMIT_API_KEY_LOOKUPS): made-up keys are never cached, and each would otherwise cost a query.
+   */
+  apiKeyLookups: ApiKeyLimiter;
   close(): Promise<void>;
 }
 
-/** Calls back with a rate_limited problem once a key has used up its budget, or with nothing. */
-export type ApiKeyLimiter = (keyId: string, done: (refused: ProblemError | undefined) => void) => void;
+/** Calls back with a rate_limited problem once a key (an API key's id, or a client IP) has used up its budget, or with nothing. */
+export type ApiKeyLimiter = (key: string, done: (refused: ProblemError | undefined) => void) => void;
 
 /** Connects to REDIS_URL, if set, once for the per-IP limits and the per-key one. */
 export async function rateLimitBackend(config: Config, log: FastifyBaseLogger): Promise<RateLimitBackend> {
@@ -23,23 +28,25 @@ export async function rateLimitBackend(config: Config, log: FastifyBaseLogger): 
   const store = redis ? redis.apiKeyStore : new LocalStore(false, false, 50_000);
   return {
     redis,
-    apiKeys: apiKeyLimiter(store, config.rateLimits.apiKey),
+    apiKeys: apiKeyLimiter(store, config.rateLimits.apiKey, 'with this API key'),
+    // In the same store as the per-key counts, under keys of their own.
+    apiKeyLookups: apiKeyLimiter(store, config.rateLimits.apiKeyLookups, 'of unknown API keys from this address', 'lookup:'),
     close: async () => {
       if (redis) await redis.client.quit().catch(() => redis.client.disconnect());
     },
   };
 }
 
-function apiKeyLimiter(store: FastifyRateLimitStore, setting: RateLimitSetting): ApiKeyLimiter {
+function apiKeyLimiter(store: FastifyRateLimitStore, setting: RateLimitSetting, what: string, prefix = ''): ApiKeyLimiter {
   const windowMs = setting.windowSeconds * 1000;
-  return (keyId, done) => {
+  return (key, done) => {
     store.incr(
-      keyId,
+      prefix + key,
       (error, result) => {
         // As for the per-IP limits: a store out of reach skips the limit (fail open); the store logged it.
         if (error || !result || result.current <= setting.max) return done(undefined);
         done(
-          problem('rate_limited', `Too many requests with this API key: at most ${setting.max} per ${setting.windowSeconds} s. Try again later.`, {
+          problem('rate_limited', `Too many requests ${what}: at most ${setting.max} per ${setting.windowSeconds} s. Try again later.`, {
             headers: { 'retry-after': String(Math.max(1, Math.ceil(result.ttl / 1000))) },
           }),
         );

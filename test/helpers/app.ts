@@ -29,6 +29,7 @@ export function testConfig(env: Record<string, string> = {}): Config {
       RATE_LIMIT_RESEND: '100000/1m',
       RATE_LIMIT_REFRESH: '100000/1m',
       RATE_LIMIT_API_KEY: '100000/1m',
+      RATE_LIMIT_API_KEY_LOOKUPS: '100000/1m',
       LOGIN_MAX_FAILURES: '1000',
       ...env,
     },

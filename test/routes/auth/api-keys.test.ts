@@ -170,6 +170,31 @@ eachDatabase('each key has its own rate limit, RATE_LIMIT_API_KEY', async (t, ki
   t.equal((await app.inject({ url: '/auth/me', headers: owner.headers })).statusCode, 200, "nor is the owner's session");
 });
 
+const ID_ENDINGS = 'abcdefgh';
+
+eachDatabase('API keys not in memory are looked up at most RATE_LIMIT_API_KEY_LOOKUPS times per client IP', async (t, kind) => {
+  const { app } = await buildTestApp(t, kind, { env: { RATE_LIMIT_API_KEY_LOOKUPS: '3/1m' } });
+  const owner = await userWithPermissions(app, ['users:read']);
+  const { key } = await createKey(app, owner, ['users:read']);
+  t.equal((await app.inject({ url: '/auth/me', headers: withKey(key) })).statusCode, 200, 'a real key: looked up once (the first of three), then kept in memory');
+  t.equal((await app.inject({ url: '/auth/me', headers: withKey(key) })).statusCode, 200, 'and not counted again');
+  // Each key not in memory is fetched with apiKeys.get, which reads the database.
+  const { apiKeys: keys } = app.gatehouse;
+  const get = keys.get.bind(keys);
+  let queries = 0;
+  keys.get = (keyId) => (queries++, get(keyId));
+  t.teardown(() => delete (keys as { get?: unknown }).get);
+  // Well-formed ids (base32) that no key has.
+  const madeUp = (i: number) => withKey(`gh_${'z'.repeat(11)}${ID_ENDINGS[i]}_${'b'.repeat(43)}`);
+  for (let i = 1; i <= 2; i++) assertProblem(t, await app.inject({ url: '/auth/me', headers: madeUp(i) }), 401, 'api_key_invalid', `made-up key ${i}`);
+  t.equal(queries, 2, 'each looked up in the database');
+  const before = queries;
+  const limited = assertProblem(t, await app.inject({ url: '/auth/me', headers: madeUp(3) }), 429, 'rate_limited', 'the fourth lookup from this address');
+  t.match(limited.detail, /unknown API keys from this address/);
+  t.equal(queries, before, 'refused without a query');
+  t.equal((await app.inject({ url: '/admin/users', headers: withKey(key) })).statusCode, 200, 'the key in memory still works from the same address');
+});
+
 eachDatabase('lastUsedAt and lastUsedIp are written on first use, and not again within a minute', async (t, kind) => {
   const { app } = await buildTestApp(t, kind);
   const owner = await userWithPermissions(app, ['users:read']);
