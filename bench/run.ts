@@ -875,7 +875,15 @@ async function runScenario(name: ScenarioName, ctx: Context, pools: { refresh: s
           load('storm-probe', { url: `${base}/protected`, headers: userAuth, duration: options.duration, ...options.stormProbe }, pid),
           load(
             'storm-login',
-            { url: base, connections: options.stormConnections, duration: options.duration, timeout: 300, requests: loginRequests(ready) },
+            {
+              url: base,
+              connections: options.stormConnections,
+              // --quick: one login per connection, however long they take. Its second or two may
+              // otherwise end before a loaded machine answers any login, and a storm of none is a failed run.
+              ...(quick ? { amount: options.stormConnections } : { duration: options.duration }),
+              timeout: 300,
+              requests: loginRequests(ready),
+            },
             pid,
           ),
         ]),
