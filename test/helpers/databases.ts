@@ -139,9 +139,8 @@ async function openPglite(): Promise<TestDatabase & { drop(): Promise<void> }> {
   };
 }
 
-/** A fresh database of the given kind, migrated, owned by the caller (close it; PostgreSQL: drop it). */
-export async function openTestDatabase(kind: DatabaseKind): Promise<TestDatabase & { drop(): Promise<void> }> {
-  if (kind === 'pglite') return openPglite();
+/** A new database copied from the migrated template (made first if missing); returns its name. */
+async function createFromTemplate(): Promise<string> {
   const serverUrl = directServerUrl();
   const admin = postgres(serverUrl, { max: 1, onnotice: () => {} });
   const template = `gh_tpl_${migrationsHash}`;
@@ -164,6 +163,64 @@ export async function openTestDatabase(kind: DatabaseKind): Promise<TestDatabase
   } finally {
     await admin.end();
   }
+  return name;
+}
+
+async function dropDatabase(name: string): Promise<void> {
+  const dropper = postgres(directServerUrl(), { max: 1, onnotice: () => {} });
+  try {
+    await dropper.unsafe(`drop database if exists "${name}" with (force)`);
+  } finally {
+    await dropper.end();
+  }
+}
+
+/**
+ * Copying the template and dropping a copy are the server's work, and take longer than many a
+ * test: so the next test's database is copied while this one runs, and a finished test's database
+ * is dropped while the next one runs. Every test still gets a database of its own that no test used
+ * before; the process waits for the last drops before it ends.
+ */
+let spare: Promise<string> | undefined;
+let taken = 0;
+const dropping = new Set<Promise<void>>();
+const dropFailures: string[] = [];
+let cleanupRegistered = false;
+
+function nextPostgresDatabase(): Promise<string> {
+  if (!cleanupRegistered) {
+    cleanupRegistered = true;
+    tap.teardown(async () => {
+      const left = spare;
+      spare = undefined;
+      if (left) await left.then(dropLater, () => {});
+      await Promise.all(dropping);
+      if (dropFailures.length) throw new Error(`test databases not dropped:\n${dropFailures.join('\n')}`);
+    });
+  }
+  const next = spare ?? createFromTemplate();
+  spare = undefined;
+  // A file that asked for one database is likely to ask for more (the first may be its only one).
+  if (++taken > 1) {
+    spare = createFromTemplate();
+    // A failure shows when a test takes this one; until then it must not be an unhandled rejection.
+    spare.catch(() => {});
+  }
+  return next;
+}
+
+function dropLater(name: string): void {
+  const drop: Promise<void> = dropDatabase(name)
+    .catch((error: unknown) => void dropFailures.push(`${name}: ${String(error)}`))
+    .finally(() => dropping.delete(drop));
+  dropping.add(drop);
+}
+
+/** A fresh database of the given kind, migrated, owned by the caller (close it; PostgreSQL: drop it). */
+export async function openTestDatabase(kind: DatabaseKind): Promise<TestDatabase & { drop(): Promise<void> }> {
+  if (kind === 'pglite') return openPglite();
+  const serverUrl = directServerUrl();
+  const name = await nextPostgresDatabase();
   const url = withDatabase(process.env.TEST_DATABASE_URL!, name);
   const database = await openDatabase({
     databaseUrl: url,
@@ -176,12 +233,7 @@ export async function openTestDatabase(kind: DatabaseKind): Promise<TestDatabase
     url,
     async drop() {
       await database.close();
-      const dropper = postgres(serverUrl, { max: 1, onnotice: () => {} });
-      try {
-        await dropper.unsafe(`drop database if exists "${name}" with (force)`);
-      } finally {
-        await dropper.end();
-      }
+      dropLater(name);
     },
   };
 }
