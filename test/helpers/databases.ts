@@ -98,43 +98,54 @@ const TEMPLATE_LOCK = 4_718_201_338;
 
 /**
  * Loading a PGlite data directory costs seconds; emptying its tables costs milliseconds. So each
- * test process keeps one PGlite and hands it out emptied, to one test at a time: a test that needs
- * a second database while the first is in use, or that closed it, gets a new one.
+ * test process keeps the PGlites it loaded and hands them out emptied, each to one test at a time:
+ * a test that needs a database while every kept one is in use gets a new one, kept in its turn
+ * once that test is done. A test that closed its database gets a new one next time.
  */
-let reusable: { database: Database; inUse: boolean; closed: boolean } | undefined;
+interface Kept {
+  database: Database;
+  inUse: boolean;
+  closed: boolean;
+}
+const kept = new Set<Kept>();
+let keptTeardown = false;
 
 async function freshPglite(): Promise<Database> {
   return openDatabase({ pgliteLoadDataDir: await pgliteTemplateDump(), pglite: await precompiledPglite() });
 }
 
 async function openPglite(): Promise<TestDatabase & { drop(): Promise<void> }> {
-  if (reusable && !reusable.inUse && !reusable.closed) {
-    const { rows } = (await reusable.database.db.execute(
+  let entry = [...kept].find((candidate) => !candidate.inUse && !candidate.closed);
+  if (entry) {
+    entry.inUse = true;
+    const { rows } = (await entry.database.db.execute(
       sql`select string_agg(quote_ident(tablename), ', ') as tables from pg_tables where schemaname = 'public'`,
     )) as unknown as { rows: { tables: string }[] };
-    await reusable.database.db.execute(sql.raw(`truncate ${rows[0]!.tables} restart identity cascade`));
-  } else if (!reusable || reusable.closed) {
-    if (!reusable) {
-      // The kept database would hold the test process open: close it once every test is done.
+    await entry.database.db.execute(sql.raw(`truncate ${rows[0]!.tables} restart identity cascade`));
+  } else {
+    if (!keptTeardown) {
+      keptTeardown = true;
+      // The kept databases would hold the test process open: close them once every test is done.
       tap.teardown(async () => {
-        if (reusable && !reusable.closed) await reusable.database.close();
+        for (const left of kept) {
+          left.closed = true;
+          await left.database.close();
+        }
       });
     }
-    reusable = { database: await freshPglite(), inUse: false, closed: false };
-  } else {
-    const database = await freshPglite();
-    return { ...database, drop: () => database.close() };
+    entry = { database: await freshPglite(), inUse: true, closed: false };
+    kept.add(entry);
   }
-  const entry = reusable;
-  entry.inUse = true;
+  const mine = entry;
   return {
-    ...entry.database,
+    ...mine.database,
     close: async () => {
-      entry.closed = true;
-      await entry.database.close();
+      mine.closed = true;
+      kept.delete(mine);
+      await mine.database.close();
     },
     drop: async () => {
-      entry.inUse = false;
+      mine.inUse = false;
     },
   };
 }
