@@ -1,11 +1,15 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { eq } from 'drizzle-orm';
+import tap from 'tap';
 import { refreshTokens } from '../../../src/db/schema.js';
 import { hashToken, newOpaqueToken } from '../../../src/domain/tokens.js';
 import { buildTestApp, eachDatabase } from '../../helpers/app.js';
 import { claimsOf } from '../../helpers/jwt.js';
 import { assertProblem } from '../../helpers/problems.js';
 import { bearer, json, login, post, registerUser } from '../../helpers/users.js';
+
+// Expiries are waited out in real time: the tests run two at a time, so the waits overlap.
+tap.jobs = 2;
 
 /** Just past a one-second REFRESH_REUSE_GRACE or REFRESH_TOKEN_TTL. */
 const PAST_ONE_SECOND = 1100;
