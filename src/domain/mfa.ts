@@ -36,15 +36,15 @@ export async function secondFactorsOf(db: DbOrTx, userId: string): Promise<{ tot
   return { totp: Boolean(row?.totp), passkey: Boolean(row?.passkey) };
 }
 
-/**
- * Whether the user has a second factor, what decides that a login needs one: a confirmed
- * authenticator, or a passkey where PASSKEY_COUNTS_AS_MFA makes it one.
- */
 /** Whether these factors make a second factor: an authenticator app, or a passkey when PASSKEY_COUNTS_AS_MFA. */
 export function countsAsSecondFactor(factors: { totp: boolean; passkey: boolean }, passkeyCountsAsMfa: boolean): boolean {
   return factors.totp || (passkeyCountsAsMfa && factors.passkey);
 }
 
+/**
+ * Whether the user has a second factor, what decides that a login needs one: a confirmed
+ * authenticator, or a passkey where PASSKEY_COUNTS_AS_MFA makes it one.
+ */
 export async function hasSecondFactor(db: DbOrTx, userId: string, { countsAsMfa }: { countsAsMfa: boolean }): Promise<boolean> {
   return countsAsSecondFactor(await secondFactorsOf(db, userId), countsAsMfa);
 }

@@ -9,16 +9,16 @@ import { Name, USER_EXAMPLE, UserSchema, toUserView, type UserView } from '../..
 import type { Principal } from '../../plugins/auth.js';
 import type { Gatehouse } from '../../services.js';
 
-// A cache entry is replaced, never changed, when its user changes: so are the answers made from it,
+// A cache entry is replaced when what it says changes (a renewal only moves its read time): so are the answers made from it,
 // one per assurance level of the calling session, kept serialized (the serializing was most of
 // the route's own cost).
 const bodies = new WeakMap<UserAccess, Partial<Record<Principal['aal'], string>>>();
+const JSON_TYPE = 'application/json';
 function bodyOf({ access, aal }: Principal, reply: FastifyReply): string {
   let byLevel = bodies.get(access);
   if (!byLevel) bodies.set(access, (byLevel = {}));
   return (byLevel[aal] ??= reply.getSerializationFunction('200', JSON_TYPE)!({ ...toUserView(access), aal } satisfies UserView));
 }
-const JSON_TYPE = 'application/json';
 
 export const meRoute: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }> = async (app, { gatehouse }) => {
   app.get(
