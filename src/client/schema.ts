@@ -1618,7 +1618,7 @@ export interface operations {
                      *       "accessToken": "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIwZjhmYWQ1Yi1kOWNiLTQ2OWYtYTE2NS03MDg2NzcyODk1MGUifQ.5mhBHqs5_DTLdINd9p5m7ZJ6XD0Xc55kIaCRY5r6HRA",
                      *       "tokenType": "Bearer",
                      *       "expiresIn": 900,
-                     *       "refreshToken": "yR3o1m8Jg5dQm9yKJt0cq3Yl1kC2Jb0bQm4l2Hq3s0Y",
+                     *       "refreshToken": "P2wqno1BS3qcNS4fCnttWAAAAAAuiYDklIKp7TIDn_VfXG23HLtXrnPHDhkUXCVz6mXwbw",
                      *       "user": {
                      *         "id": "0f8fad5b-d9cb-469f-a165-70867728950e",
                      *         "email": "ann@example.com",
@@ -1734,7 +1734,7 @@ export interface operations {
                      *       "accessToken": "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIwZjhmYWQ1Yi1kOWNiLTQ2OWYtYTE2NS03MDg2NzcyODk1MGUifQ.5mhBHqs5_DTLdINd9p5m7ZJ6XD0Xc55kIaCRY5r6HRA",
                      *       "tokenType": "Bearer",
                      *       "expiresIn": 900,
-                     *       "refreshToken": "yR3o1m8Jg5dQm9yKJt0cq3Yl1kC2Jb0bQm4l2Hq3s0Y",
+                     *       "refreshToken": "P2wqno1BS3qcNS4fCnttWAAAAAAuiYDklIKp7TIDn_VfXG23HLtXrnPHDhkUXCVz6mXwbw",
                      *       "user": {
                      *         "id": "0f8fad5b-d9cb-469f-a165-70867728950e",
                      *         "email": "ann@example.com",
@@ -1826,7 +1826,7 @@ export interface operations {
             content: {
                 /**
                  * @example {
-                 *       "refreshToken": "yR3o1m8Jg5dQm9yKJt0cq3Yl1kC2Jb0bQm4l2Hq3s0Y"
+                 *       "refreshToken": "P2wqno1BS3qcNS4fCnttWAAAAAAuiYDklIKp7TIDn_VfXG23HLtXrnPHDhkUXCVz6mXwbw"
                  *     }
                  */
                 "application/json": {
@@ -1847,7 +1847,7 @@ export interface operations {
                      *       "accessToken": "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIwZjhmYWQ1Yi1kOWNiLTQ2OWYtYTE2NS03MDg2NzcyODk1MGUifQ.5mhBHqs5_DTLdINd9p5m7ZJ6XD0Xc55kIaCRY5r6HRA",
                      *       "tokenType": "Bearer",
                      *       "expiresIn": 900,
-                     *       "refreshToken": "yR3o1m8Jg5dQm9yKJt0cq3Yl1kC2Jb0bQm4l2Hq3s0Y",
+                     *       "refreshToken": "P2wqno1BS3qcNS4fCnttWAAAAAAuiYDklIKp7TIDn_VfXG23HLtXrnPHDhkUXCVz6mXwbw",
                      *       "user": {
                      *         "id": "0f8fad5b-d9cb-469f-a165-70867728950e",
                      *         "email": "ann@example.com",
@@ -1939,7 +1939,7 @@ export interface operations {
             content: {
                 /**
                  * @example {
-                 *       "refreshToken": "yR3o1m8Jg5dQm9yKJt0cq3Yl1kC2Jb0bQm4l2Hq3s0Y"
+                 *       "refreshToken": "P2wqno1BS3qcNS4fCnttWAAAAAAuiYDklIKp7TIDn_VfXG23HLtXrnPHDhkUXCVz6mXwbw"
                  *     }
                  */
                 "application/json": {
@@ -3113,7 +3113,7 @@ export interface operations {
                      *       "accessToken": "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIwZjhmYWQ1Yi1kOWNiLTQ2OWYtYTE2NS03MDg2NzcyODk1MGUifQ.5mhBHqs5_DTLdINd9p5m7ZJ6XD0Xc55kIaCRY5r6HRA",
                      *       "tokenType": "Bearer",
                      *       "expiresIn": 900,
-                     *       "refreshToken": "yR3o1m8Jg5dQm9yKJt0cq3Yl1kC2Jb0bQm4l2Hq3s0Y",
+                     *       "refreshToken": "P2wqno1BS3qcNS4fCnttWAAAAAAuiYDklIKp7TIDn_VfXG23HLtXrnPHDhkUXCVz6mXwbw",
                      *       "user": {
                      *         "id": "0f8fad5b-d9cb-469f-a165-70867728950e",
                      *         "email": "ann@example.com",
@@ -3842,7 +3842,7 @@ export interface operations {
                      *       "accessToken": "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIwZjhmYWQ1Yi1kOWNiLTQ2OWYtYTE2NS03MDg2NzcyODk1MGUifQ.5mhBHqs5_DTLdINd9p5m7ZJ6XD0Xc55kIaCRY5r6HRA",
                      *       "tokenType": "Bearer",
                      *       "expiresIn": 900,
-                     *       "refreshToken": "yR3o1m8Jg5dQm9yKJt0cq3Yl1kC2Jb0bQm4l2Hq3s0Y",
+                     *       "refreshToken": "P2wqno1BS3qcNS4fCnttWAAAAAAuiYDklIKp7TIDn_VfXG23HLtXrnPHDhkUXCVz6mXwbw",
                      *       "user": {
                      *         "id": "0f8fad5b-d9cb-469f-a165-70867728950e",
                      *         "email": "ann@example.com",
@@ -4338,7 +4338,7 @@ export interface operations {
                      *       "accessToken": "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIwZjhmYWQ1Yi1kOWNiLTQ2OWYtYTE2NS03MDg2NzcyODk1MGUifQ.5mhBHqs5_DTLdINd9p5m7ZJ6XD0Xc55kIaCRY5r6HRA",
                      *       "tokenType": "Bearer",
                      *       "expiresIn": 900,
-                     *       "refreshToken": "yR3o1m8Jg5dQm9yKJt0cq3Yl1kC2Jb0bQm4l2Hq3s0Y",
+                     *       "refreshToken": "P2wqno1BS3qcNS4fCnttWAAAAAAuiYDklIKp7TIDn_VfXG23HLtXrnPHDhkUXCVz6mXwbw",
                      *       "user": {
                      *         "id": "0f8fad5b-d9cb-469f-a165-70867728950e",
                      *         "email": "ann@example.com",

@@ -110,6 +110,12 @@ export const sessions = pgTable(
     /** The admin acting as the user, for an impersonation session (no refresh token; ends with its one access token). */
     impersonatorId: uuid('impersonator_id').references(() => users.id, { onDelete: 'cascade' }),
     impersonationReason: text('impersonation_reason'),
+    /** The generation of the current refresh token (domain/refresh-tokens.ts): 0 at login, one more per rotation. */
+    refreshGeneration: integer('refresh_generation').notNull().default(0),
+    /** SHA-256 of the current refresh token, the only one that rotates; null for a session without one. */
+    refreshTokenHash: text('refresh_token_hash'),
+    /** When the current token replaced its predecessor: the start of that one's reuse grace. */
+    refreshRotatedAt: timestamp('refresh_rotated_at', { withTimezone: true }),
   },
   (t) => [
     index('sessions_live_by_user_idx')
@@ -118,6 +124,10 @@ export const sessions = pgTable(
   ],
 );
 
+/**
+ * Refresh tokens issued before migration 0011, when each token had a row here. Read only to convert
+ * a session that still presents one (its successor is a session-named token); nothing is added.
+ */
 export const refreshTokens = pgTable(
   'refresh_tokens',
   {
@@ -129,10 +139,7 @@ export const refreshTokens = pgTable(
     tokenHash: text('token_hash').notNull(),
     issuedAt: timestamp('issued_at', { withTimezone: true }).notNull().defaultNow(),
     rotatedAt: timestamp('rotated_at', { withTimezone: true }),
-    /**
-     * The token that replaced this one, for the record. No foreign key: checking it cost every
-     * refresh a lookup and a row lock of the token it had just inserted, and nothing reads the chain back.
-     */
+    /** The token that replaced this one, while tokens were rows (no foreign key: nothing reads the chain back). */
     successorId: uuid('successor_id'),
   },
   (t) => [uniqueIndex('refresh_tokens_token_hash_key').on(t.tokenHash), index('refresh_tokens_session_id_idx').on(t.sessionId)],

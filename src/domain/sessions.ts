@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto';
-import { and, desc, eq, gt, isNotNull, isNull, ne, sql } from 'drizzle-orm';
+import { and, desc, eq, gt, isNotNull, isNull, ne, sql, type SQL } from 'drizzle-orm';
 import type { Db } from '../db/client.js';
 import { fromRow, prefixedColumns, queryRows } from '../db/rows.js';
 import { refreshTokens, sessions, type Session } from '../db/schema.js';
-import { hashToken, hmac, looksLikeOpaqueToken, newOpaqueToken } from './tokens.js';
+import { constantTimeEqual, hashToken, looksLikeOpaqueToken } from './tokens.js';
+import { newRefreshToken, parseRefreshToken, successorOf, type RefreshTokenParts } from './refresh-tokens.js';
 import { ACCESS_CHANNEL } from './access-cache.js';
 import { authorizationColumns, authorizationStateFrom, type AuthorizationState, type DbOrTx } from './users.js';
 
@@ -45,12 +46,12 @@ export async function openSession(
   settings: SessionSettings,
 ): Promise<{ session: Session; refreshToken: string }> {
   const now = new Date();
+  const id = randomUUID();
+  const refreshToken = newRefreshToken(id);
   const [session] = await db
     .insert(sessions)
-    .values({ ...input, createdAt: now, lastUsedAt: now, expiresAt: idleExpiry(now, now, settings) })
+    .values({ ...input, id, createdAt: now, lastUsedAt: now, expiresAt: idleExpiry(now, now, settings), refreshTokenHash: hashToken(refreshToken) })
     .returning();
-  const refreshToken = newOpaqueToken();
-  await db.insert(refreshTokens).values({ sessionId: session!.id, tokenHash: hashToken(refreshToken), issuedAt: now });
   return { session: session!, refreshToken };
 }
 
@@ -59,97 +60,219 @@ export type RotationResult =
   | { ok: false; code: 'invalid_refresh_token' | 'refresh_token_expired' | 'session_revoked' }
   | { ok: false; code: 'refresh_token_reused'; session: Session };
 
+const INVALID = { ok: false, code: 'invalid_refresh_token' } as const;
+
 interface RotationRow extends Record<string, unknown> {
-  token_rotated_at: string | null;
   renewed_last_used_at: string | null;
   renewed_expires_at: string | null;
 }
 
 /**
+ * How far back a presented token is followed to the session's current one. Reuse of a token older
+ * than this is refused without revoking the session: proving it genuine would take a hash per
+ * generation, and a made-up token naming the session must not buy that much work.
+ */
+const MAX_GENERATIONS_BEHIND = 1024;
+
+type Standing = { is: 'current' | 'reused' | 'unknown' } | { is: 'in_grace'; successor: string };
+
+/**
+ * Where a token that did not rotate stands against the session's current token: that token itself,
+ * its predecessor still inside the reuse grace (answered with its successor), an older token of
+ * the session (reuse), or not one of its tokens at all.
+ */
+function standingOf(presented: string, parts: RefreshTokenParts, session: Session, settings: SessionSettings, now: Date): Standing {
+  const behind = session.refreshGeneration - parts.generation;
+  if (session.refreshTokenHash === null || behind < 0 || behind > MAX_GENERATIONS_BEHIND) return { is: 'unknown' };
+  let token = presented;
+  for (let generation = parts.generation; generation < session.refreshGeneration; generation++) {
+    token = successorOf(token, { sessionId: session.id, generation }, settings.successorKey);
+  }
+  if (!constantTimeEqual(hashToken(token), session.refreshTokenHash)) return { is: 'unknown' };
+  if (behind === 0) return { is: 'current' };
+  const rotatedAt = session.refreshRotatedAt?.getTime() ?? 0;
+  if (behind === 1 && now.getTime() - rotatedAt <= settings.refreshReuseGrace * 1000) return { is: 'in_grace', successor: token };
+  return { is: 'reused' };
+}
+
+/**
+ * The rotation's answer: the session (renewed, or as it stood), and the user's authorization state
+ * read in the same statement, so that a refresh after the cache entry expired needs no second
+ * round trip. `renew` is a data-modifying CTE named `renewed` returning the renewed times.
+ */
+function rotationStatement(sessionId: string, renew: SQL): SQL {
+  return sql`
+    with ${renew}
+    select r.last_used_at as renewed_last_used_at, r.expires_at as renewed_expires_at,
+           ${prefixedColumns(sessions, 's', 'session_')}, ${authorizationColumns}
+    from sessions s join users on users.id = s.user_id left join renewed r on true
+    where s.id = ${sessionId}::uuid`;
+}
+
+/** The session's renewal by its current token's successor: new generation, hash and idle expiry. */
+function renewal(successor: string, generation: number, now: Date, settings: SessionSettings): SQL {
+  const at = now.toISOString();
+  return sql`
+    set refresh_generation = ${generation}, refresh_token_hash = ${hashToken(successor)}, refresh_rotated_at = ${at}::timestamptz,
+        last_used_at = ${at}::timestamptz,
+        expires_at = least(${addSeconds(now, settings.refreshTokenTtl).toISOString()}::timestamptz,
+                           s.created_at + ${settings.sessionMaxAge}::integer * interval '1 second')`;
+}
+
+/**
  * Exchanges a refresh token for its successor. The successor is derived from the presented token
- * (HMAC under a server key), so a second presentation inside the grace window, two tabs racing,
- * gets the very same successor while the database still holds only hashes. Past the grace a rotated
- * token is treated as stolen and the whole session is revoked.
+ * (refresh-tokens.ts), so a second presentation inside the grace window, two tabs racing, gets the
+ * very same successor while the database holds only the current token's hash. Past the grace, or
+ * for any older token of the session, the token is treated as stolen and the session is revoked.
  *
  * The common case is one statement, so one round trip and one commit: a refresh is the one write
- * every client makes every few minutes. Its data-modifying CTEs claim the token (of concurrent
- * presentations exactly one flips rotated_at; the others wait on the row lock, then find it set),
- * insert the successor and renew the session, all or nothing.
+ * every client makes every few minutes. It updates the session row by its primary key only if the
+ * presented token is still its current one (of concurrent presentations exactly one matches; the
+ * others wait on the row lock, then find the generation moved on), and reads the user alongside.
  */
 export async function rotateRefreshToken(db: Db, presented: string, settings: SessionSettings): Promise<RotationResult> {
-  if (!looksLikeOpaqueToken(presented)) return { ok: false, code: 'invalid_refresh_token' };
-  const successor = hmac(settings.successorKey, presented);
+  const parts = parseRefreshToken(presented);
+  if (!parts) return looksLikeOpaqueToken(presented) ? rotateTokenRow(db, presented, settings) : INVALID;
+  const successor = successorOf(presented, parts, settings.successorKey);
   const now = new Date();
   const at = now.toISOString();
-  const successorId = randomUUID();
-
   const [row] = await queryRows<RotationRow>(
     db,
-    sql`
-      with found as (
-        select id, session_id, rotated_at from refresh_tokens where token_hash = ${hashToken(presented)}
-      ),
-      claimed as (
-        update refresh_tokens t set rotated_at = ${at}::timestamptz, successor_id = ${successorId}::uuid
+    rotationStatement(
+      parts.sessionId,
+      sql`renewed as (
+        update sessions s ${renewal(successor, parts.generation + 1, now, settings)}
+        where s.id = ${parts.sessionId}::uuid and s.refresh_generation = ${parts.generation}
+          and s.refresh_token_hash = ${hashToken(presented)} and s.revoked_at is null and s.expires_at > ${at}::timestamptz
+        returning s.last_used_at, s.expires_at
+      )`,
+    ),
+  );
+  if (!row) return INVALID;
+  return settle(db, row, presented, parts, successor, settings, now);
+}
+
+async function settle(
+  db: Db,
+  row: RotationRow,
+  presented: string,
+  parts: RefreshTokenParts,
+  successor: string,
+  settings: SessionSettings,
+  now: Date,
+): Promise<RotationResult> {
+  const session = fromRow(sessions, row, 'session_');
+  const authorization = authorizationStateFrom(row);
+  if (row.renewed_expires_at !== null) {
+    const renewed: Session = {
+      ...session,
+      lastUsedAt: new Date(row.renewed_last_used_at!),
+      expiresAt: new Date(row.renewed_expires_at),
+      refreshGeneration: parts.generation + 1,
+      refreshTokenHash: hashToken(successor),
+      refreshRotatedAt: now,
+    };
+    return { ok: true, session: renewed, refreshToken: successor, authorization };
+  }
+  return judgeUnrotated(db, session, presented, parts, settings, now, authorization);
+}
+
+async function judgeUnrotated(
+  db: Db,
+  session: Session,
+  presented: string,
+  parts: RefreshTokenParts,
+  settings: SessionSettings,
+  now: Date,
+  authorization: AuthorizationState,
+  fresh = false,
+): Promise<RotationResult> {
+  if (session.revokedAt) return { ok: false, code: 'session_revoked' };
+  if (session.expiresAt <= now) return { ok: false, code: 'refresh_token_expired' };
+  const standing = standingOf(presented, parts, session, settings, now);
+  switch (standing.is) {
+    case 'unknown':
+      return INVALID;
+    case 'in_grace':
+      return { ok: true, session, refreshToken: standing.successor, authorization };
+    case 'current': {
+      // Current as this statement saw the session, yet not rotated: a concurrent presentation
+      // won the row lock and rotated it after the snapshot was taken. Only a fresh read knows when.
+      if (fresh) return INVALID;
+      const current = await findSession(db, session.id);
+      return current ? judgeUnrotated(db, current, presented, parts, settings, now, authorization, true) : INVALID;
+    }
+    case 'reused':
+      await db
+        .update(sessions)
+        .set({ revokedAt: now, revokedReason: 'refresh_reuse' })
+        .where(and(eq(sessions.id, session.id), isNull(sessions.revokedAt)));
+      return { ok: false, code: 'refresh_token_reused', session };
+  }
+}
+
+/**
+ * A token from before refresh tokens named their session (a row in refresh_tokens): claimed once,
+ * its successor is the session's generation 1, derived from it as any successor is. Presented
+ * again, it stands as generation 0 of the session: answered in the grace, reuse after it.
+ */
+async function rotateTokenRow(db: Db, presented: string, settings: SessionSettings): Promise<RotationResult> {
+  const [found] = await db
+    .select({ sessionId: refreshTokens.sessionId, rotatedAt: refreshTokens.rotatedAt })
+    .from(refreshTokens)
+    .where(eq(refreshTokens.tokenHash, hashToken(presented)));
+  if (!found) return INVALID;
+  const parts = { sessionId: found.sessionId, generation: 0 };
+  const successor = successorOf(presented, parts, settings.successorKey);
+  const now = new Date();
+  const at = now.toISOString();
+  const [row] = await queryRows<RotationRow>(
+    db,
+    rotationStatement(
+      parts.sessionId,
+      sql`claimed as (
+        update refresh_tokens t set rotated_at = ${at}::timestamptz
         from sessions s
-        where t.id = (select id from found) and t.rotated_at is null
+        where t.token_hash = ${hashToken(presented)} and t.rotated_at is null
           and s.id = t.session_id and s.revoked_at is null and s.expires_at > ${at}::timestamptz
         returning t.session_id
       ),
-      successor as (
-        insert into refresh_tokens (id, session_id, token_hash, issued_at)
-        select ${successorId}::uuid, session_id, ${hashToken(successor)}, ${at}::timestamptz from claimed
-      ),
       renewed as (
-        update sessions s
-        set last_used_at = ${at}::timestamptz,
-            expires_at = least(${addSeconds(now, settings.refreshTokenTtl).toISOString()}::timestamptz,
-                               s.created_at + ${settings.sessionMaxAge}::integer * interval '1 second')
+        update sessions s ${renewal(successor, 1, now, settings)}
         where s.id = (select session_id from claimed)
         returning s.last_used_at, s.expires_at
-      )
-      select f.rotated_at as token_rotated_at, r.last_used_at as renewed_last_used_at,
-             r.expires_at as renewed_expires_at, ${prefixedColumns(sessions, 's', 'session_')},
-             ${authorizationColumns}
-      from found f join sessions s on s.id = f.session_id join users on users.id = s.user_id
-        left join renewed r on true`,
+      )`,
+    ),
   );
-  if (!row) return { ok: false, code: 'invalid_refresh_token' };
-  const session = fromRow(sessions, row, 'session_');
-  // Read in the same statement: what the answer needs (the user) without a second round trip.
-  const authorization = authorizationStateFrom(row);
-  if (row.renewed_expires_at !== null) {
-    const renewed = { ...session, lastUsedAt: new Date(row.renewed_last_used_at!), expiresAt: new Date(row.renewed_expires_at) };
-    return { ok: true, session: renewed, refreshToken: successor, authorization };
+  if (!row) return INVALID;
+  const result = await settle(db, row, presented, parts, successor, settings, now);
+  // Rotated in its own time, before the session's tokens were named: its successor is of the old
+  // kind, which no longer answers. Refused without revoking only inside the grace (tabs racing an upgrade).
+  if (!result.ok && result.code === 'invalid_refresh_token' && found.rotatedAt && now.getTime() - found.rotatedAt.getTime() > settings.refreshReuseGrace * 1000) {
+    const session = fromRow(sessions, row, 'session_');
+    await revokeSession(db, session.id, 'refresh_reuse');
+    return { ok: false, code: 'refresh_token_reused', session };
   }
-  if (session.revokedAt) return { ok: false, code: 'session_revoked' };
-  if (session.expiresAt <= now) return { ok: false, code: 'refresh_token_expired' };
-
-  // Rotated before, or by a concurrent presentation that won the row lock after this statement's
-  // snapshot was taken (then only a fresh read knows when).
-  const rotatedAt = row.token_rotated_at
-    ? new Date(row.token_rotated_at)
-    : ((await db.select({ rotatedAt: refreshTokens.rotatedAt }).from(refreshTokens).where(eq(refreshTokens.tokenHash, hashToken(presented))))[0]
-        ?.rotatedAt ?? now);
-  if (now.getTime() - rotatedAt.getTime() <= settings.refreshReuseGrace * 1000) {
-    return { ok: true, session, refreshToken: successor, authorization };
-  }
-  await db
-    .update(sessions)
-    .set({ revokedAt: now, revokedReason: 'refresh_reuse' })
-    .where(and(eq(sessions.id, session.id), isNull(sessions.revokedAt)));
-  return { ok: false, code: 'refresh_token_reused', session };
+  return result;
 }
 
-/** The session a refresh token belongs to, rotated or not. */
-export async function findSessionByRefreshToken(db: DbOrTx, presented: string): Promise<Session | undefined> {
-  if (!looksLikeOpaqueToken(presented)) return undefined;
-  const [row] = await db
-    .select({ session: sessions })
-    .from(refreshTokens)
-    .innerJoin(sessions, eq(sessions.id, refreshTokens.sessionId))
-    .where(eq(refreshTokens.tokenHash, hashToken(presented)));
-  return row?.session;
+/**
+ * The session a refresh token belongs to, rotated or not: what a logout ends and a cookie's CSRF
+ * check is against. A token naming a session is checked to be one of its tokens.
+ */
+export async function findSessionByRefreshToken(db: DbOrTx, presented: string, settings: SessionSettings): Promise<Session | undefined> {
+  const parts = parseRefreshToken(presented);
+  if (!parts) {
+    if (!looksLikeOpaqueToken(presented)) return undefined;
+    const [row] = await db
+      .select({ session: sessions })
+      .from(refreshTokens)
+      .innerJoin(sessions, eq(sessions.id, refreshTokens.sessionId))
+      .where(eq(refreshTokens.tokenHash, hashToken(presented)));
+    return row?.session;
+  }
+  const session = await findSession(db, parts.sessionId);
+  return session && standingOf(presented, parts, session, settings, new Date()).is !== 'unknown' ? session : undefined;
 }
 
 export async function findSession(db: DbOrTx, sessionId: string): Promise<Session | undefined> {
@@ -204,21 +327,18 @@ export async function startLoginSession(
   const now = new Date();
   const at = now.toISOString();
   const sessionId = randomUUID();
-  const refreshToken = newOpaqueToken();
+  const refreshToken = newRefreshToken(sessionId);
   const { assurance } = input;
   const [row] = await queryRows(
     db,
     sql`
       with opened as (
-        insert into sessions (id, user_id, user_agent, ip, created_at, last_used_at, expires_at, auth_time, amr, aal)
+        insert into sessions (id, user_id, user_agent, ip, created_at, last_used_at, expires_at, auth_time, amr, aal, refresh_token_hash)
         values (${sessionId}::uuid, ${input.userId}::uuid, ${input.userAgent}, ${input.ip}, ${at}::timestamptz,
                 ${at}::timestamptz, ${idleExpiry(now, now, settings).toISOString()}::timestamptz,
-                ${assurance.authTime.toISOString()}::timestamptz, ${textArray(assurance.amr)}, ${assurance.aal})
+                ${assurance.authTime.toISOString()}::timestamptz, ${textArray(assurance.amr)}, ${assurance.aal},
+                ${hashToken(refreshToken)})
         returning *
-      ),
-      first_token as (
-        insert into refresh_tokens (session_id, token_hash, issued_at)
-        values (${sessionId}::uuid, ${hashToken(refreshToken)}, ${at}::timestamptz)
       ),
       tracked as (
         update users set previous_login_at = last_login_at, previous_login_ip = last_login_ip,

@@ -24,7 +24,7 @@ export const TOKEN_RESPONSE_EXAMPLE: TokenResponse = {
     'eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIwZjhmYWQ1Yi1kOWNiLTQ2OWYtYTE2NS03MDg2NzcyODk1MGUifQ.5mhBHqs5_DTLdINd9p5m7ZJ6XD0Xc55kIaCRY5r6HRA',
   tokenType: 'Bearer',
   expiresIn: 900,
-  refreshToken: 'yR3o1m8Jg5dQm9yKJt0cq3Yl1kC2Jb0bQm4l2Hq3s0Y',
+  refreshToken: 'P2wqno1BS3qcNS4fCnttWAAAAAAuiYDklIKp7TIDn_VfXG23HLtXrnPHDhkUXCVz6mXwbw',
   user: USER_EXAMPLE,
 };
 

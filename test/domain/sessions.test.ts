@@ -1,3 +1,4 @@
+import { randomBytes, randomUUID } from 'node:crypto';
 import { eq } from 'drizzle-orm';
 import type { Db } from '../../src/db/client.js';
 import { refreshTokens, sessions, users } from '../../src/db/schema.js';
@@ -9,6 +10,7 @@ import {
   rotateRefreshToken,
   type SessionSettings,
 } from '../../src/domain/sessions.js';
+import { newRefreshToken, parseRefreshToken, successorOf } from '../../src/domain/refresh-tokens.js';
 import { deriveKey, hashToken, newOpaqueToken } from '../../src/domain/tokens.js';
 import { eachDatabase, type Test } from '../helpers/app.js';
 import { openTestDatabase, type DatabaseKind } from '../helpers/databases.js';
@@ -30,13 +32,14 @@ async function setup(t: Test, kind: DatabaseKind): Promise<{ db: Db; userId: str
 
 const context = (userId: string) => ({ userId, userAgent: 'tap', ip: '127.0.0.1' });
 
-eachDatabase('a refresh token is stored only as its SHA-256 hash', async (t, kind) => {
+eachDatabase('a refresh token names its session and is stored only as its SHA-256 hash', async (t, kind) => {
   const { db, userId } = await setup(t, kind);
   const { session, refreshToken } = await openSession(db, context(userId), settings());
-  const rows = await db.select().from(refreshTokens).where(eq(refreshTokens.sessionId, session.id));
-  t.equal(rows.length, 1);
-  t.equal(rows[0]!.tokenHash, hashToken(refreshToken));
-  t.not(rows[0]!.tokenHash, refreshToken);
+  t.same(parseRefreshToken(refreshToken), { sessionId: session.id, generation: 0 });
+  const [row] = await db.select().from(sessions).where(eq(sessions.id, session.id));
+  t.equal(row!.refreshTokenHash, hashToken(refreshToken));
+  t.not(row!.refreshTokenHash, refreshToken);
+  t.equal((await db.select().from(refreshTokens)).length, 0, 'no token row: the session row holds its current token');
 });
 
 eachDatabase('a session never outlives its maximum age, however often it is refreshed', async (t, kind) => {
@@ -68,10 +71,7 @@ eachDatabase('a token rotated longer ago than the grace revokes its whole sessio
   const rotated = await rotateRefreshToken(db, refreshToken, settings());
   if (!rotated.ok) throw new Error(`rotation failed: ${rotated.code}`);
   // The rotation happened half a minute ago, as far as the database knows.
-  await db
-    .update(refreshTokens)
-    .set({ rotatedAt: new Date(Date.now() - 30_000) })
-    .where(eq(refreshTokens.tokenHash, hashToken(refreshToken)));
+  await db.update(sessions).set({ refreshRotatedAt: new Date(Date.now() - 30_000) }).where(eq(sessions.id, session.id));
 
   const reused = await rotateRefreshToken(db, refreshToken, settings());
   t.equal(reused.ok ? 'ok' : reused.code, 'refresh_token_reused');
@@ -88,18 +88,99 @@ eachDatabase('an expired session refuses to rotate and stays unrotated', async (
   await db.update(sessions).set({ expiresAt: new Date(Date.now() - 1000) }).where(eq(sessions.id, session.id));
   const result = await rotateRefreshToken(db, refreshToken, settings());
   t.equal(result.ok ? 'ok' : result.code, 'refresh_token_expired');
-  const [row] = await db.select().from(refreshTokens).where(eq(refreshTokens.sessionId, session.id));
-  t.equal(row!.rotatedAt, null);
+  const [row] = await db.select().from(sessions).where(eq(sessions.id, session.id));
+  t.equal(row!.refreshGeneration, 0);
+  t.equal(row!.refreshTokenHash, hashToken(refreshToken), 'the token is still the current one');
 });
 
 eachDatabase('unknown and malformed refresh tokens find no session', async (t, kind) => {
   const { db, userId } = await setup(t, kind);
-  await openSession(db, context(userId), settings());
-  for (const presented of [newOpaqueToken(), 'short', '', `${newOpaqueToken()}x`, "' or 1=1 --"]) {
+  const { session } = await openSession(db, context(userId), settings());
+  const madeUp = [newRefreshToken(session.id), successorOf(newRefreshToken(session.id), { sessionId: session.id, generation: 0 }, randomBytes(32))];
+  for (const presented of [newOpaqueToken(), 'short', '', `${newOpaqueToken()}x`, "' or 1=1 --", newRefreshToken(randomUUID()), ...madeUp]) {
     const result = await rotateRefreshToken(db, presented, settings());
     t.equal(result.ok ? 'ok' : result.code, 'invalid_refresh_token', JSON.stringify(presented));
-    t.equal(await findSessionByRefreshToken(db, presented), undefined, JSON.stringify(presented));
+    t.equal(await findSessionByRefreshToken(db, presented, settings()), undefined, JSON.stringify(presented));
   }
+  const [row] = await db.select().from(sessions).where(eq(sessions.id, session.id));
+  t.equal(row!.revokedAt, null, 'a made-up token naming the session does not revoke it');
+});
+
+eachDatabase('any older token of the session is a reuse, and each is found as the session', async (t, kind) => {
+  const { db, userId } = await setup(t, kind);
+  const { session, refreshToken: first } = await openSession(db, context(userId), settings());
+  const tokens = [first];
+  for (let i = 0; i < 3; i++) {
+    const rotated = await rotateRefreshToken(db, tokens.at(-1)!, settings());
+    if (!rotated.ok) throw new Error(`rotation failed: ${rotated.code}`);
+    t.same(parseRefreshToken(rotated.refreshToken), { sessionId: session.id, generation: i + 1 });
+    tokens.push(rotated.refreshToken);
+  }
+  for (const token of tokens) t.equal((await findSessionByRefreshToken(db, token, settings()))?.id, session.id);
+
+  // Two generations back: inside the grace or not, no tab holds it any more.
+  const reused = await rotateRefreshToken(db, tokens[1]!, settings());
+  t.equal(reused.ok ? 'ok' : reused.code, 'refresh_token_reused');
+  t.equal((await rotateRefreshToken(db, tokens[3]!, settings())).ok, false, 'the current token died with the session');
+});
+
+eachDatabase('a token more generations back than are followed is refused without revoking the session', async (t, kind) => {
+  const { db, userId } = await setup(t, kind);
+  const { session, refreshToken } = await openSession(db, context(userId), settings());
+  // The session as 1,025 rotations would leave it, without making them.
+  let current = refreshToken;
+  for (let generation = 0; generation < 1025; generation++) current = successorOf(current, { sessionId: session.id, generation }, settings().successorKey);
+  await db.update(sessions).set({ refreshGeneration: 1025, refreshTokenHash: hashToken(current) }).where(eq(sessions.id, session.id));
+
+  const ancient = await rotateRefreshToken(db, refreshToken, settings());
+  t.equal(ancient.ok ? 'ok' : ancient.code, 'invalid_refresh_token');
+  const rotated = await rotateRefreshToken(db, current, settings());
+  t.equal(rotated.ok && parseRefreshToken(rotated.refreshToken)?.generation, 1026, 'the session is live and its current token rotates');
+});
+
+eachDatabase('a token row from before tokens named their session is converted once, then ages like generation 0', async (t, kind) => {
+  const { db, userId } = await setup(t, kind);
+  // A session as an older version left it: no current token of its own, one row in refresh_tokens.
+  const { session } = await openSession(db, context(userId), settings());
+  await db.update(sessions).set({ refreshTokenHash: null }).where(eq(sessions.id, session.id));
+  const legacy = newOpaqueToken();
+  await db.insert(refreshTokens).values({ sessionId: session.id, tokenHash: hashToken(legacy) });
+  t.equal((await findSessionByRefreshToken(db, legacy, settings()))?.id, session.id, 'found by its row');
+
+  const converted = await rotateRefreshToken(db, legacy, settings());
+  if (!converted.ok) throw new Error(`conversion failed: ${converted.code}`);
+  t.same(parseRefreshToken(converted.refreshToken), { sessionId: session.id, generation: 1 });
+  const again = await rotateRefreshToken(db, legacy, settings());
+  t.equal(again.ok && again.refreshToken, converted.refreshToken, 'inside the grace: the same successor');
+
+  const next = await rotateRefreshToken(db, converted.refreshToken, settings());
+  if (!next.ok) throw new Error(`rotation failed: ${next.code}`);
+  const reused = await rotateRefreshToken(db, legacy, settings());
+  t.equal(reused.ok ? 'ok' : reused.code, 'refresh_token_reused', 'two generations back');
+  const [row] = await db.select().from(sessions).where(eq(sessions.id, session.id));
+  t.equal(row!.revokedReason, 'refresh_reuse');
+});
+
+eachDatabase('a token row rotated before the upgrade is a reuse past the grace, and only refused inside it', async (t, kind) => {
+  const { db, userId } = await setup(t, kind);
+  const rotatedLongAgo = await openSession(db, context(userId), settings());
+  const rotatedJustNow = await openSession(db, context(userId), settings());
+  const tokens = new Map<string, string>();
+  for (const [opened, rotatedAt] of [[rotatedLongAgo, new Date(Date.now() - 60_000)], [rotatedJustNow, new Date()]] as const) {
+    await db.update(sessions).set({ refreshTokenHash: null }).where(eq(sessions.id, opened.session.id));
+    const legacy = newOpaqueToken();
+    tokens.set(opened.session.id, legacy);
+    await db.insert(refreshTokens).values({ sessionId: opened.session.id, tokenHash: hashToken(legacy), rotatedAt });
+  }
+  const inGrace = await rotateRefreshToken(db, tokens.get(rotatedJustNow.session.id)!, settings());
+  t.equal(inGrace.ok ? 'ok' : inGrace.code, 'invalid_refresh_token');
+  const late = await rotateRefreshToken(db, tokens.get(rotatedLongAgo.session.id)!, settings());
+  t.equal(late.ok ? 'ok' : late.code, 'refresh_token_reused');
+  const rows = await db.select().from(sessions).where(eq(sessions.userId, userId));
+  t.same(
+    rows.map((r) => [r.id === rotatedLongAgo.session.id ? 'long ago' : 'just now', r.revokedReason]).sort(),
+    [['just now', null], ['long ago', 'refresh_reuse']],
+  );
 });
 
 eachDatabase('revoking is idempotent and can spare one session', async (t, kind) => {

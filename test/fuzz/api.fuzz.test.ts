@@ -1,10 +1,11 @@
 import { createHmac } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
+import { isNotNull } from 'drizzle-orm';
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify';
 import tap from 'tap';
 import { buildApp } from '../../src/app.js';
-import { refreshTokens, userTokens } from '../../src/db/schema.js';
+import { sessions, userTokens } from '../../src/db/schema.js';
 import { ensureAdmin } from '../../src/domain/admin-bootstrap.js';
 import { createPermission, createRole } from '../../src/domain/roles.js';
 import { issueUserToken } from '../../src/domain/user-tokens.js';
@@ -742,9 +743,9 @@ class FuzzApp {
     const { config, db, csrfKey, sessionSettings, background } = this.app.gatehouse;
     await background.idle();
     const stored = [
-      ...(await db.select({ hash: refreshTokens.tokenHash }).from(refreshTokens)),
+      ...(await db.select({ hash: sessions.refreshTokenHash }).from(sessions).where(isNotNull(sessions.refreshTokenHash))),
       ...(await db.select({ hash: userTokens.tokenHash }).from(userTokens)),
-    ].map((r) => r.hash);
+    ].map((r) => r.hash!);
     const shaped = (hash: string) => /^[A-Za-z0-9_-]{43}$/.test(hash);
     const hashes = new Set(stored.filter(shaped));
     const keys = [csrfKey, sessionSettings.successorKey].flatMap((k) => [k.toString('base64url'), k.toString('hex'), k.toString('base64')]);

@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { count, eq } from 'drizzle-orm';
-import { refreshTokens } from '../../src/db/schema.js';
+import { eq } from 'drizzle-orm';
+import { sessions } from '../../src/db/schema.js';
 import { buildTestApp, type Test, type TestApp } from './app.js';
 import type { DatabaseKind } from './databases.js';
 
@@ -40,8 +40,8 @@ export async function listenTestApp(
         return msg === 'incoming request' && req?.url === path && (method === undefined || req.method === method);
       }).length,
     rotations: async (sessionId) => {
-      const [row] = await built.database.db.select({ n: count() }).from(refreshTokens).where(eq(refreshTokens.sessionId, sessionId));
-      return row!.n - 1;
+      const [row] = await built.database.db.select({ generation: sessions.refreshGeneration }).from(sessions).where(eq(sessions.id, sessionId));
+      return row!.generation;
     },
     untilExpired: async (accessToken) => {
       const deadline = Date.now() + 30_000;

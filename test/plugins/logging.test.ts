@@ -1,4 +1,5 @@
-import { refreshTokens } from '../../src/db/schema.js';
+import { isNotNull } from 'drizzle-orm';
+import { sessions } from '../../src/db/schema.js';
 import { buildTestApp, eachDatabase } from '../helpers/app.js';
 import { startSmtpServer, tokenFrom } from '../helpers/smtp.js';
 import { PASSWORD, bearer, post, registerUser } from '../helpers/users.js';
@@ -19,7 +20,7 @@ eachDatabase('no log line carries a password, a token or a hash', async (t, kind
   await post(app, '/auth/logout', { refreshToken: refreshed.json().refreshToken });
   await app.gatehouse.background.idle();
 
-  const hashes = (await app.gatehouse.db.select({ hash: refreshTokens.tokenHash }).from(refreshTokens)).map((r) => r.hash);
+  const hashes = (await app.gatehouse.db.select({ hash: sessions.refreshTokenHash }).from(sessions).where(isNotNull(sessions.refreshTokenHash))).map((r) => r.hash!);
   const secrets = [
     PASSWORD,
     'a wrong password',

@@ -52,7 +52,7 @@ export const logoutRoute: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }> = 
         const presented = await presentedRefreshToken(gatehouse, request, request.body.refreshToken);
         if (!presented) throw unauthorized('token_missing', 'Send an access token, or the refresh token in the body or cookie.');
         if (presented.fromCookie) clearRefreshCookie(gatehouse, request, reply);
-        const session = await findSessionByRefreshToken(gatehouse.db, presented.token);
+        const session = await findSessionByRefreshToken(gatehouse.db, presented.token, gatehouse.sessionSettings);
         if (!session) throw problem('invalid_refresh_token', 'The refresh token is not valid.');
         ({ id: sessionId, userId } = session);
       }

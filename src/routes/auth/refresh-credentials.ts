@@ -22,7 +22,7 @@ export async function presentedRefreshToken(
   if (fromBody !== undefined) return { token: fromBody, fromCookie: false };
   const fromCookie = request.cookies[REFRESH_COOKIE];
   if (!fromCookie) return undefined;
-  const session = await findSessionByRefreshToken(gatehouse.db, fromCookie);
+  const session = await findSessionByRefreshToken(gatehouse.db, fromCookie, gatehouse.sessionSettings);
   if (session) {
     const header = request.headers[CSRF_HEADER];
     const sent = Array.isArray(header) ? header[0] : header;

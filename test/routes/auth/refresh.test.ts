@@ -1,7 +1,9 @@
+import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { eq } from 'drizzle-orm';
 import tap from 'tap';
-import { refreshTokens } from '../../../src/db/schema.js';
+import { sessions } from '../../../src/db/schema.js';
+import { newRefreshToken, successorOf } from '../../../src/domain/refresh-tokens.js';
 import { hashToken, newOpaqueToken } from '../../../src/domain/tokens.js';
 import { buildTestApp, eachDatabase } from '../../helpers/app.js';
 import { claimsOf } from '../../helpers/jwt.js';
@@ -22,7 +24,7 @@ eachDatabase('refresh exchanges the refresh token for new tokens and a new refre
   const body = json(res);
   t.equal(body.tokenType, 'Bearer');
   t.equal(body.expiresIn, 900);
-  t.match(body.refreshToken, /^[A-Za-z0-9_-]{43}$/);
+  t.match(body.refreshToken, /^[A-Za-z0-9_-]{70}$/);
   t.not(body.refreshToken, registered.refreshToken, 'the refresh token rotated');
   t.notOk('csrfToken' in body);
   t.same(body.user, registered.user, 'the same user');
@@ -82,11 +84,22 @@ eachDatabase('a session ends at SESSION_MAX_AGE even while it keeps being refres
   assertProblem(t, later, 401, 'refresh_token_expired');
 });
 
+/** The token's last character holds 2 bits of its bytes and 4 spare ones: another spelling of the same bytes. */
+function respelled(token: string): string {
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+  const last = alphabet.indexOf(token.at(-1)!);
+  return token.slice(0, -1) + alphabet[last ^ 1];
+}
+
 eachDatabase('unknown and malformed refresh tokens get 401 invalid_refresh_token', async (t, kind) => {
   const { app } = await buildTestApp(t, kind);
   const { refreshToken, accessToken } = await registerUser(app);
+  const { sid } = claimsOf(accessToken);
   const cases: [string, unknown][] = [
-    ['an unknown token of the right shape', { refreshToken: newOpaqueToken() }],
+    ['an unknown token of the old shape', { refreshToken: newOpaqueToken() }],
+    ['a made-up token naming the session', { refreshToken: newRefreshToken(sid) }],
+    ['a made-up token naming the session at a later generation', { refreshToken: successorOf(newRefreshToken(sid), { sessionId: sid, generation: 4 }, randomBytes(32)) }],
+    ['the same bytes spelled with other spare bits', { refreshToken: respelled(refreshToken!) }],
     ['too short', { refreshToken: 'abc' }],
     ['one character too many', { refreshToken: `${refreshToken}A` }],
     ['empty', { refreshToken: '' }],
@@ -98,7 +111,7 @@ eachDatabase('unknown and malformed refresh tokens get 401 invalid_refresh_token
   for (const [label, payload] of cases) {
     assertProblem(t, await post(app, '/auth/refresh', payload), 401, 'invalid_refresh_token', label);
   }
-  t.equal((await post(app, '/auth/refresh', { refreshToken })).statusCode, 200, 'none of that harmed the real token');
+  t.equal((await post(app, '/auth/refresh', { refreshToken })).statusCode, 200, 'none of that harmed the real token or revoked its session');
 });
 
 eachDatabase('a refresh token that is not a string gets 400 validation_failed', async (t, kind) => {
@@ -133,17 +146,12 @@ eachDatabase('10 parallel refreshes of one token all get the same successor, and
   const [successor] = successors;
 
   const sid = claimsOf(accessToken).sid;
-  const rows = await database.db.select().from(refreshTokens).where(eq(refreshTokens.sessionId, sid));
-  t.equal(rows.length, 2, 'the session holds the original and one successor');
-  const live = rows.filter((r) => r.rotatedAt === null);
-  t.equal(live.length, 1, 'exactly one token is unrotated');
-  t.equal(live[0]?.tokenHash, hashToken(successor!), 'and it is the successor');
+  const [row] = await database.db.select().from(sessions).where(eq(sessions.id, sid));
+  t.equal(row!.refreshGeneration, 1, 'the session rotated once');
+  t.equal(row!.refreshTokenHash, hashToken(successor!), 'and holds the successor as its current token');
 
   // Past the grace, as far as the database knows: the rotation moved 11 s back.
-  await database.db
-    .update(refreshTokens)
-    .set({ rotatedAt: new Date(Date.now() - 11_000) })
-    .where(eq(refreshTokens.tokenHash, hashToken(refreshToken!)));
+  await database.db.update(sessions).set({ refreshRotatedAt: new Date(Date.now() - 11_000) }).where(eq(sessions.id, sid));
   t.equal((await post(app, '/auth/refresh', { refreshToken: successor })).statusCode, 200, 'the successor works');
   assertProblem(t, await post(app, '/auth/refresh', { refreshToken }), 401, 'refresh_token_reused', 'the original does not');
 });
