@@ -74,12 +74,14 @@ export const accessColumns = sql`
 
 /**
  * The columns of an AuthorizationState, for a select with the user's row in scope as `users`: the
- * user, their access and the ids of their unrevoked sessions. A fragment, so that a statement that
+ * user, their access and the ids of their live sessions. Expired ones are left out: nothing revokes
+ * them, so a user who logs in daily would otherwise carry every session they ever opened. A fragment, so that a statement that
  * finds the user anyway (a refresh) can bring the state along instead of a second round trip.
  */
 export const authorizationColumns = sql`
   users.*, ${accessColumns},
-  array(select s.id::text from sessions s where s.user_id = users.id and s.revoked_at is null) as live_session_ids`;
+  array(select s.id::text from sessions s
+        where s.user_id = users.id and s.revoked_at is null and s.expires_at > now()) as live_session_ids`;
 
 /** A row selected with `accessColumns`, as the user with their access. */
 export function userWithAccessFrom(row: Record<string, unknown>): UserWithAccess {

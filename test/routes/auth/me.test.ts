@@ -1,5 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { eq } from 'drizzle-orm';
+import { sessions } from '../../../src/db/schema.js';
+import { loadAuthorizationState } from '../../../src/domain/users.js';
 import type { UserView } from '../../../src/schemas/user.js';
 import { buildTestApp, eachDatabase } from '../../helpers/app.js';
 import { claimsOf, forgeToken, validClaims } from '../../helpers/jwt.js';
@@ -120,4 +123,19 @@ eachDatabase('a validly signed token for a session that does not exist answers 4
     assertProblem(t, res, 401, 'session_revoked', label);
     assertBearerChallenge(t, res, label);
   }
+});
+
+eachDatabase('a session past its expiry is not live: its access token is refused, and the user no longer carries it', async (t, kind) => {
+  const { app, database } = await buildTestApp(t, kind);
+  const registered = await registerUser(app);
+  const second = await login(app, registered.email);
+  const expiring = claimsOf(second.accessToken).sid;
+  // Nothing revokes a session that just expires: SESSION_MAX_AGE passed, as far as the database knows.
+  await database.db.update(sessions).set({ expiresAt: new Date(Date.now() - 1000) }).where(eq(sessions.id, expiring));
+  app.gatehouse.access.invalidateLocal(claimsOf(registered.accessToken).sub);
+
+  assertProblem(t, await app.inject({ url: '/auth/me', headers: bearer(second.accessToken) }), 401, 'session_revoked');
+  t.equal((await app.inject({ url: '/auth/me', headers: bearer(registered.accessToken) })).statusCode, 200, 'the other session is live');
+  const state = await loadAuthorizationState(database.db, claimsOf(registered.accessToken).sub);
+  t.same(state?.liveSessionIds, [claimsOf(registered.accessToken).sid]);
 });
