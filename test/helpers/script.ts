@@ -4,6 +4,7 @@
  * test's choosing, with its output collected for the test to wait on.
  */
 import { spawn } from 'node:child_process';
+import { resolve } from 'node:path';
 import type { Test } from './app.js';
 import { EnvSchema } from '../../src/config.js';
 
@@ -27,7 +28,10 @@ export function runScript(
   script: string,
   { cwd, env = cleanEnv(), args = [], execArgv = process.execArgv }: { cwd?: string; env?: NodeJS.ProcessEnv; args?: string[]; execArgv?: string[] } = {},
 ): Script {
-  const child = spawn(process.execPath, [...execArgv, script, ...args], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  // ts-node reads TS_NODE_PROJECT relative to the child's working directory, which may be a
+  // temporary folder: a relative one (as a developer may export it) would be looked for there.
+  const project = env.TS_NODE_PROJECT && { TS_NODE_PROJECT: resolve(env.TS_NODE_PROJECT) };
+  const child = spawn(process.execPath, [...execArgv, script, ...args], { cwd, env: { ...env, ...project }, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   let exited = false;
   const wakers = new Set<() => void>();
