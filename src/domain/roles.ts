@@ -5,6 +5,7 @@ import { permissions, rolePermissions, roles, userRoles } from '../db/schema.js'
 import { settleRaces } from '../db/errors.js';
 import { problem } from '../errors.js';
 import { assertGrantorHolds, lockAccessChanges, type Grantor } from './delegation.js';
+import { endImpersonationsOfHolders } from './sessions.js';
 import { uniqueNames } from './names.js';
 import type { DbOrTx } from './users.js';
 
@@ -125,7 +126,12 @@ export async function deleteRole(db: Db, grantor: Grantor, name: string, force: 
  * Replaces a role's permissions; the grantor must hold every permission added or removed. The
  * admin role holds every permission by definition: asking it for less is refused.
  */
-export async function setRolePermissions(db: Db, grantor: Grantor, name: string, names: readonly string[]): Promise<RoleWithPermissions> {
+export async function setRolePermissions(
+  db: Db,
+  grantor: Grantor,
+  name: string,
+  names: readonly string[],
+): Promise<{ role: RoleWithPermissions; impersonationsEnded: number }> {
   return settleRaces("Changing the role's permissions", db.transaction(async (tx) => {
     await lockAccessChanges(tx);
     const [role] = await tx.select().from(roles).where(eq(roles.name, name)).for('update');
@@ -136,7 +142,7 @@ export async function setRolePermissions(db: Db, grantor: Grantor, name: string,
     if (name === ADMIN_ROLE) {
       const dropped = current.filter((p) => !wanted.has(p));
       if (dropped.length) throw problem('built_in_role', `The admin role holds every permission; it cannot lose ${dropped.join(', ')}.`);
-      return getRole(tx, name);
+      return { role: await getRole(tx, name), impersonationsEnded: 0 };
     }
     const changed = [...current.filter((p) => !wanted.has(p)), ...[...wanted].filter((p) => !current.includes(p))];
     await assertGrantorHolds(tx, grantor, changed, `change ${changed.join(', ')} on the role ${name}`);
@@ -146,7 +152,9 @@ export async function setRolePermissions(db: Db, grantor: Grantor, name: string,
     if (ids.length) {
       await tx.insert(rolePermissions).values(ids.map((permissionId) => ({ roleId: role.id, permissionId }))).onConflictDoNothing();
     }
-    return getRole(tx, name);
+    const becameMarker = current.length > 0 && ids.length === 0;
+    const impersonationsEnded = becameMarker ? await endImpersonationsOfHolders(tx, role.id, 'roles_changed') : 0;
+    return { role: await getRole(tx, name), impersonationsEnded };
   }));
 }
 

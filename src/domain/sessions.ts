@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
-import { and, desc, eq, gt, isNotNull, isNull, ne, sql, type SQL } from 'drizzle-orm';
+import { and, desc, eq, gt, inArray, isNotNull, isNull, ne, sql, type SQL } from 'drizzle-orm';
 import type { Db } from '../db/client.js';
 import { fromRow, prefixedColumns, queryRows } from '../db/rows.js';
-import { refreshTokens, sessions, type Session } from '../db/schema.js';
+import { refreshTokens, sessions, userRoles, type Session } from '../db/schema.js';
 import { constantTimeEqual, hashToken, looksLikeOpaqueToken } from './tokens.js';
 import { newRefreshToken, parseRefreshToken, successorOf, type RefreshTokenParts } from './refresh-tokens.js';
 import { ACCESS_CHANNEL } from './access-cache.js';
@@ -402,6 +402,26 @@ export async function endImpersonationsOf(db: DbOrTx, userId: string, reason: Re
     .update(sessions)
     .set({ revokedAt: new Date(), revokedReason: reason })
     .where(and(eq(sessions.userId, userId), isNull(sessions.revokedAt), isNotNull(sessions.impersonatorId)))
+    .returning({ id: sessions.id });
+  return rows.length;
+}
+
+/**
+ * Ends every impersonation of the role's holders, returning how many: the role has just become a
+ * marker (it grants no permission any more), which the per-request comparison of permissions cannot
+ * see and an admin impersonating a holder may not hold.
+ */
+export async function endImpersonationsOfHolders(db: DbOrTx, roleId: string, reason: RevocationReason): Promise<number> {
+  const rows = await db
+    .update(sessions)
+    .set({ revokedAt: new Date(), revokedReason: reason })
+    .where(
+      and(
+        isNull(sessions.revokedAt),
+        isNotNull(sessions.impersonatorId),
+        inArray(sessions.userId, db.select({ userId: userRoles.userId }).from(userRoles).where(eq(userRoles.roleId, roleId))),
+      ),
+    )
     .returning({ id: sessions.id });
   return rows.length;
 }

@@ -138,10 +138,14 @@ export const adminRoleRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }
       },
     },
     async (request) => {
-      const role = await setRolePermissions(db, grantorOf(request), request.params.name, request.body.permissions);
+      const { role, impersonationsEnded } = await setRolePermissions(db, grantorOf(request), request.params.name, request.body.permissions);
       // Every holder of the role is affected: drop every cached entry.
       await access.changed(EVERYONE);
-      gatehouse.audit({ type: 'role_permissions_changed', ...auditContext(request), detail: { role: role.name, permissions: role.permissions } });
+      gatehouse.audit({
+        type: 'role_permissions_changed',
+        ...auditContext(request),
+        detail: { role: role.name, permissions: role.permissions, ...(impersonationsEnded ? { impersonationsEnded } : {}) },
+      });
       return toRoleView(role);
     },
   );

@@ -267,3 +267,26 @@ eachDatabase('a role added to the user ends the impersonations of them: the admi
   t.equal(assigned?.detail.impersonationsEnded, 1, 'the audit entry says one impersonation ended');
   t.equal((await impersonate(app, admin, user.userId)).statusCode, 200, 'an admin may start again');
 });
+
+eachDatabase("a role that stops granting permissions ends the impersonations of its holders: it is now a marker the admin may lack", async (t, kind) => {
+  const { app } = await buildTestApp(t, kind);
+  const admin = await adminToken(app);
+  const support = await userWithPermissions(app, ['users:impersonate', 'users:read', 'read', 'write']);
+  const role = await roleGranting(app, ['write']);
+  const holder = await userWithRoles(app, ['user', role]);
+  const bystander = await userWithPermissions(app, ['read']);
+  const token = await impersonationToken(app, support, holder.userId);
+  const other = await impersonationToken(app, support, bystander.userId);
+
+  // Fewer permissions, not none: the support admin still holds all the role grants.
+  t.equal((await send(app, admin, 'PUT', `/admin/roles/${role}/permissions`, { permissions: ['write', 'read'] })).statusCode, 200);
+  t.equal((await app.inject({ url: '/auth/me', headers: bearer(token) })).statusCode, 200, 'still impersonating after the role changed');
+
+  t.equal((await send(app, admin, 'PUT', `/admin/roles/${role}/permissions`, { permissions: [] })).statusCode, 200);
+  assertProblem(t, await app.inject({ url: '/auth/me', headers: bearer(token) }), 401, 'session_revoked', 'the impersonation of a holder ended');
+  t.equal((await app.inject({ url: '/auth/me', headers: holder.headers })).statusCode, 200, "the holder's own session goes on");
+  t.equal((await app.inject({ url: '/auth/me', headers: bearer(other) })).statusCode, 200, 'impersonations of others go on');
+  const [changed] = (await auditOf(app, admin, 'role_permissions_changed')).filter((e) => e.detail.role === role && (e.detail.permissions as string[]).length === 0);
+  t.equal(changed?.detail.impersonationsEnded, 1, 'the audit entry says one impersonation ended');
+  assertProblem(t, await impersonate(app, support, holder.userId), 403, 'exceeds_own_permissions', 'the support admin, lacking the marker, may not start again');
+});
