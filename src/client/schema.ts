@@ -439,7 +439,7 @@ export interface paths {
         post?: never;
         /**
          * Remove the authenticator
-         * @description Its recovery codes go too, and every session of the user is back to aal1 (their next refresh issues aal1 tokens).
+         * @description Its recovery codes go too, and every session of the user is back to aal1 (their next refresh issues aal1 tokens), unless a passkey that counts as a second factor (PASSKEY_COUNTS_AS_MFA) remains.
          *
          *     Requires a Bearer access token with a second factor proved in the session (aal2; 403 insufficient_aal otherwise); a factor proved within REAUTH_MAX_AGE (403 reauthentication_required otherwise: POST /auth/reauthenticate). API keys are refused (403 api_key_not_allowed), and so are impersonation tokens (403 impersonation_restricted).
          */

@@ -187,10 +187,15 @@ export async function setUserRoles(
  * Takes away the user's second factor (a lost authenticator) and logs them out everywhere, for a
  * grantor who holds everything the user holds.
  */
-export async function resetSecondFactorOf(db: Db, grantor: Grantor, id: string): Promise<{ hadFactor: boolean; sessions: number }> {
+export async function resetSecondFactorOf(
+  db: Db,
+  grantor: Grantor,
+  id: string,
+  options: { countsAsMfa: boolean },
+): Promise<{ hadFactor: boolean; sessions: number }> {
   return db.transaction(async (tx) => {
     await lockTarget(tx, grantor, id, 'reset the second factor of');
-    const hadFactor = await removeSecondFactors(tx, id);
+    const hadFactor = await removeSecondFactors(tx, id, options);
     return { hadFactor, sessions: await revokeUserSessions(tx, id, 'admin') };
   });
 }

@@ -165,19 +165,21 @@ export async function useTotpCode(db: DbOrTx, keyRing: KeyRing, userId: string, 
 }
 
 /**
- * Everything of the user's second factor goes: the authenticator, the recovery codes and the
- * logins waiting for a code; every session is back to aal1. True when a confirmed factor was there.
+ * Everything of the user's authenticator goes: the authenticator, the recovery codes and the
+ * logins waiting for a code. Every session is back to aal1 unless a passkey that counts as a second
+ * factor remains (as removing a passkey leaves them while an authenticator remains). True when a
+ * confirmed factor was there.
  */
-export async function removeSecondFactors(tx: DbOrTx, userId: string): Promise<boolean> {
+export async function removeSecondFactors(tx: DbOrTx, userId: string, options: { countsAsMfa: boolean }): Promise<boolean> {
   const removed = await tx.delete(totpFactors).where(eq(totpFactors.userId, userId)).returning({ confirmedAt: totpFactors.confirmedAt });
   await tx.delete(recoveryCodes).where(eq(recoveryCodes.userId, userId));
   await tx.delete(mfaChallenges).where(eq(mfaChallenges.userId, userId));
-  await dropSecondFactor(tx, userId);
+  if (!(await hasSecondFactor(tx, userId, options))) await dropSecondFactor(tx, userId);
   return removed.some((factor) => factor.confirmedAt !== null);
 }
 
-export async function disableTotp(db: Db, userId: string): Promise<boolean> {
-  return db.transaction((tx) => removeSecondFactors(tx, userId));
+export async function disableTotp(db: Db, userId: string, options: { countsAsMfa: boolean }): Promise<boolean> {
+  return db.transaction((tx) => removeSecondFactors(tx, userId, options));
 }
 
 /** Ten new recovery codes for a user with an authenticator; the old ones stop working. */

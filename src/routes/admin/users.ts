@@ -183,7 +183,7 @@ export const adminUserRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }
       },
     },
     async (request, reply) => {
-      const reset = await resetSecondFactorOf(db, grantorOf(request), request.params.id);
+      const reset = await resetSecondFactorOf(db, grantorOf(request), request.params.id, { countsAsMfa: gatehouse.config.passkeyCountsAsMfa });
       await access.changed(request.params.id);
       gatehouse.audit({ type: 'mfa_reset', ...auditContext(request), userId: request.params.id, detail: { ...reset } });
       return reply.code(204).send(null);

@@ -105,14 +105,14 @@ export const mfaRoutes: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }> = as
       schema: {
         operationId: 'removeTotp',
         summary: 'Remove the authenticator',
-        description: 'Its recovery codes go too, and every session of the user is back to aal1 (their next refresh issues aal1 tokens).',
+        description: 'Its recovery codes go too, and every session of the user is back to aal1 (their next refresh issues aal1 tokens), unless a passkey that counts as a second factor (PASSKEY_COUNTS_AS_MFA) remains.',
         tags: ['mfa'],
         response: { 204: Type.Null({ description: 'Removed' }), ...problemResponses(401, 403) },
       },
     },
     async (request, reply) => {
       const { userId } = request.principal!;
-      if (await disableTotp(db, userId)) {
+      if (await disableTotp(db, userId, { countsAsMfa: gatehouse.config.passkeyCountsAsMfa })) {
         await access.changed(userId);
         gatehouse.audit({ type: 'mfa_disabled', ...auditContext(request), userId, detail: { factor: 'totp' } });
       }

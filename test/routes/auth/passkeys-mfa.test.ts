@@ -188,3 +188,19 @@ eachDatabase('assurance rules count a passkey as a second factor (PASSKEY_COUNTS
     t.match(refused, { methods: ['password', 'passkey'] }, 'the step-up methods name the passkey');
   }
 });
+
+for (const counts of ['true', 'false'] as const) {
+  eachDatabase(`removing the authenticator while a passkey remains, PASSKEY_COUNTS_AS_MFA=${counts}: sessions ${counts === 'true' ? 'keep aal2' : 'fall back to aal1'}`, async (t, kind) => {
+    const { app, database } = await buildTestApp(t, kind, { env: { PASSKEY_COUNTS_AS_MFA: counts } });
+    const ann = await registerUser(app);
+    const { accessToken } = await enrolTotp(app, ann.accessToken);
+    await registerPasskey(app, accessToken, new SoftwareAuthenticator());
+    t.equal(claims(accessToken).aal, 'aal2');
+    t.equal((await app.inject({ method: 'DELETE', url: '/auth/mfa/totp', headers: bearer(accessToken) })).statusCode, 204);
+
+    const [session] = await database.db.select().from(sessions).where(eq(sessions.id, claims(accessToken).sid));
+    t.equal(session!.aal, counts === 'true' ? 'aal2' : 'aal1');
+    const refreshed = json(await post(app, '/auth/refresh', { refreshToken: ann.refreshToken }));
+    t.equal(claims(refreshed.accessToken).aal, counts === 'true' ? 'aal2' : 'aal1', 'and so do its next tokens');
+  });
+}
