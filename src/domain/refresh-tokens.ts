@@ -14,6 +14,8 @@ import { createHmac, randomBytes } from 'node:crypto';
 export const REFRESH_TOKEN_LENGTH = 70;
 const BYTES = 16 + 4 + 32;
 const SHAPE = /^[A-Za-z0-9_-]{70}$/;
+/** The last generation whose successor still fits the `refresh_generation` column. */
+const MAX_GENERATION = 2 ** 31 - 2;
 
 export interface RefreshTokenParts {
   sessionId: string;
@@ -48,7 +50,10 @@ export function parseRefreshToken(token: string): RefreshTokenParts | undefined 
   const bytes = Buffer.from(token, 'base64url');
   // 70 characters hold 52 bytes and 4 spare bits; a token whose spare bits are set is not ours.
   if (bytes.length !== BYTES || bytes.toString('base64url') !== token) return undefined;
-  return { sessionId: uuidOf(bytes.subarray(0, 16)), generation: bytes.readUInt32BE(16) };
+  const generation = bytes.readUInt32BE(16);
+  // The column is a signed integer: a larger generation was never issued, and would fail the query.
+  if (generation > MAX_GENERATION) return undefined;
+  return { sessionId: uuidOf(bytes.subarray(0, 16)), generation };
 }
 
 /** The token that replaces `token` (whose parts are `parts`): the next generation, its secret derived from `token`. */

@@ -91,6 +91,13 @@ function respelled(token: string): string {
   return token.slice(0, -1) + alphabet[last ^ 1];
 }
 
+/** The token with its generation (bytes 16-19) replaced. */
+function atGeneration(token: string, generation: number): string {
+  const bytes = Buffer.from(token, 'base64url');
+  bytes.writeUInt32BE(generation, 16);
+  return bytes.toString('base64url');
+}
+
 eachDatabase('unknown and malformed refresh tokens get 401 invalid_refresh_token', async (t, kind) => {
   const { app } = await buildTestApp(t, kind);
   const { refreshToken, accessToken } = await registerUser(app);
@@ -100,6 +107,8 @@ eachDatabase('unknown and malformed refresh tokens get 401 invalid_refresh_token
     ['a made-up token naming the session', { refreshToken: newRefreshToken(sid) }],
     ['a made-up token naming the session at a later generation', { refreshToken: successorOf(newRefreshToken(sid), { sessionId: sid, generation: 4 }, randomBytes(32)) }],
     ['the same bytes spelled with other spare bits', { refreshToken: respelled(refreshToken!) }],
+    ['naming the session at a generation past a signed integer', { refreshToken: atGeneration(refreshToken!, 2 ** 31) }],
+    ['naming the session at the largest generation', { refreshToken: atGeneration(refreshToken!, 2 ** 32 - 1) }],
     ['too short', { refreshToken: 'abc' }],
     ['one character too many', { refreshToken: `${refreshToken}A` }],
     ['empty', { refreshToken: '' }],
