@@ -172,7 +172,8 @@ const BODY_HINTS: Hints = {
   newEmail: known('admin.email', 'user.email'),
   password: known('password'),
   currentPassword: known('password'),
-  refreshToken: known('user.refreshToken', 'admin.refreshToken'),
+  // Known tokens, and tokens of the right shape naming any session at any generation.
+  refreshToken: fc.oneof(known('user.refreshToken', 'admin.refreshToken'), fc.uint8Array({ minLength: 52, maxLength: 52 }).map((bytes) => Buffer.from(bytes).toString('base64url'))),
   token: known('user.confirmToken', 'user.resetToken', 'user.refreshToken'),
   name: fc.constantFrom(...ROLE_NAMES, ...PERMISSION_NAMES),
   roles: fc.constantFrom(...ROLE_NAMES),
