@@ -85,7 +85,11 @@ export class CompiledByText<F> {
 
 type Serializer = (doc: unknown) => string;
 type SerializerOptions = Parameters<SerializerFactory>[1];
-const serializers = new CompiledByText<Serializer>();
+/**
+ * By the JSON text of a scope's shared schemas and serializer options, then of the route schema:
+ * one long text looked up per scope, a short one per route.
+ */
+const serializers = new Map<string, CompiledByText<Serializer>>();
 
 /**
  * Fastify's own serializer factory (@fastify/fast-json-stringify-compiler, what Fastify uses when
@@ -97,12 +101,16 @@ const serializers = new CompiledByText<Serializer>();
  * which routes came before; a new one for each compilation cannot.
  */
 export const keptSerializerFactory: SerializerFactory = (externalSchemas, serializerOptions) => {
+  const stock = (route: Parameters<ReturnType<SerializerFactory>>[0]) => SerializerSelector()(externalSchemas, serializerOptions)(route);
   const context = jsonText([externalSchemas, serializerOptions ?? {}]);
+  if (context === undefined) return stock;
+  let kept = serializers.get(context);
+  if (!kept) serializers.set(context, (kept = new CompiledByText()));
   return (route) => {
-    const schemaText = context === undefined ? undefined : jsonText(route.schema);
-    if (schemaText === undefined) return SerializerSelector()(externalSchemas, serializerOptions)(route);
-    return serializers.get(`[${context},${schemaText}]`, (parsed) => {
-      const [[externals, options], schema] = parsed as [[unknown, SerializerOptions], unknown];
+    const schemaText = jsonText(route.schema);
+    if (schemaText === undefined) return stock(route);
+    return kept.get(schemaText, (schema) => {
+      const [externals, options] = JSON.parse(context) as [unknown, SerializerOptions];
       return SerializerSelector()(externals, options)({ ...route, schema });
     });
   };
