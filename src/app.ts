@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import type { Config } from './config.js';
 import { problem } from './errors.js';
 import { createLogger } from './logger.js';
+import { keptSerializerFactory } from './plugins/compiled-schemas.js';
 import { gatehousePlugin } from './plugin.js';
 import { errorsPlugin, sendProblem, toProblem } from './plugins/errors.js';
 import { trustProxyOption } from './plugins/client-ip.js';
@@ -50,6 +51,8 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
     frameworkErrors: (error, request, reply) => sendProblem(reply, request, toProblem(error)),
     // While closing, the hook below answers instead, in problem+json rather than Fastify's own body.
     return503OnClosing: false,
+    // Response serializers compiled once per distinct schema, not once per route and build.
+    schemaController: { compilersFactory: { buildSerializer: keptSerializerFactory } },
   });
   // Once close() has begun (a SIGTERM, see server.ts), a request that still arrives on an open
   // connection is not started: a 503 says it is safe to send again elsewhere. Every answer from

@@ -1,13 +1,9 @@
 import { randomBytes } from 'node:crypto';
-import {
-  generateAuthenticationOptions,
-  generateRegistrationOptions,
-  verifyAuthenticationResponse,
-  verifyRegistrationResponse,
-  type AuthenticationResponseJSON,
-  type PublicKeyCredentialCreationOptionsJSON,
-  type PublicKeyCredentialRequestOptionsJSON,
-  type RegistrationResponseJSON,
+import type {
+  AuthenticationResponseJSON,
+  PublicKeyCredentialCreationOptionsJSON,
+  PublicKeyCredentialRequestOptionsJSON,
+  RegistrationResponseJSON,
 } from '@simplewebauthn/server';
 import { and, asc, count, eq, lt, or, sql } from 'drizzle-orm';
 import type { Config } from '../config.js';
@@ -20,6 +16,12 @@ import { hasSecondFactor } from './mfa.js';
 import { dropSecondFactor } from './sessions.js';
 import type { DbOrTx } from './users.js';
 import { consumeWebauthnChallenge, issueWebauthnChallenge } from './webauthn-challenges.js';
+
+/**
+ * @simplewebauthn/server (with its ASN.1 and COSE parsers) takes about 300 ms to load: loaded at
+ * the first passkey ceremony rather than at every start, which most processes never need.
+ */
+const webauthn = () => import('@simplewebauthn/server');
 
 export type PasskeySettings = Pick<Config, 'webauthn' | 'passkeysMaxPerUser'>;
 
@@ -49,6 +51,7 @@ export async function startPasskeyRegistration(
   settings: PasskeySettings,
   user: { id: string; email: string; name: string | null },
 ): Promise<Ceremony<PublicKeyCredentialCreationOptionsJSON>> {
+  const { generateRegistrationOptions } = await webauthn();
   const existing = await listPasskeys(db, user.id);
   if (existing.length >= settings.passkeysMaxPerUser) throw limitReached(settings);
   const userHandle = existing[0]?.userHandle ?? randomBytes(32).toString('base64url');
@@ -86,6 +89,7 @@ export async function finishPasskeyRegistration(
   settings: PasskeySettings,
   input: { userId: string; challengeId: string; response: RegistrationResponseJSON; name?: string },
 ): Promise<Passkey> {
+  const { verifyRegistrationResponse } = await webauthn();
   const issued = await consumeWebauthnChallenge(db, input.challengeId, 'registration');
   if (!issued || issued.userId !== input.userId || !issued.userHandle) throw problem('webauthn_challenge_invalid', CHALLENGE_INVALID);
   let info;
@@ -168,6 +172,7 @@ export async function startPasskeyAuthentication(
   settings: PasskeySettings,
   userId: string | null,
 ): Promise<Ceremony<PublicKeyCredentialRequestOptionsJSON>> {
+  const { generateAuthenticationOptions } = await webauthn();
   const allowed = userId ? await listPasskeys(db, userId) : [];
   const options = await generateAuthenticationOptions({
     rpID: settings.webauthn.rpId,
@@ -197,6 +202,7 @@ export async function checkPasskeyAssertion(
   input: { challengeId: string; response: AuthenticationResponseJSON; userId?: string },
   now = new Date(),
 ): Promise<AssertionCheck> {
+  const { verifyAuthenticationResponse } = await webauthn();
   const issued = await consumeWebauthnChallenge(db, input.challengeId, 'authentication', now);
   // A challenge issued for a login's second step serves that user only.
   if (!issued || (issued.userId !== null && issued.userId !== input.userId)) throw problem('webauthn_challenge_invalid', CHALLENGE_INVALID);

@@ -1,8 +1,21 @@
 import type { FastifyInstance, FastifySchema } from 'fastify';
-import { Ajv, type ErrorObject, type Options } from 'ajv';
+import { Ajv, type ErrorObject, type Options, type ValidateFunction } from 'ajv';
 import addFormats from 'ajv-formats';
 import { parseInstant } from '../lib/instant.js';
 import { isUuid } from '../lib/uuid.js';
+import { CompiledByText, jsonText } from './compiled-schemas.js';
+
+type Check = ((data: unknown) => boolean) & { errors: ErrorObject[] | null | undefined };
+
+/** Validators kept across builds (see compiled-schemas.ts), under `["body" | "coerced", schema]`. */
+const validators = new CompiledByText<Check>();
+
+/**
+ * A schema that names itself or points at another (`$id`, `$ref`, ...) compiles differently
+ * depending on what else its Ajv instance holds, and is compiled afresh each time. A key of that
+ * name appears in the JSON text exactly so (a string holding it would have its quotes escaped).
+ */
+const NAMING_OR_REFERRING = /"\$(?:id|ref|anchor|dynamicRef|dynamicAnchor|recursiveRef|recursiveAnchor)":/;
 
 /**
  * JSON bodies are validated as sent: a number where a string belongs is a 400, not silently
@@ -10,25 +23,43 @@ import { isUuid } from '../lib/uuid.js';
  * their schemas declare. All errors are reported, so a client can fix every field at once.
  */
 export function useStrictBodyValidation(app: FastifyInstance): void {
-  const base: Options = { allErrors: true, useDefaults: true, removeAdditional: false, strict: false };
-  const bodies = withStorableFormats(new Ajv({ ...base, coerceTypes: false }));
-  const strings = withStorableFormats(new Ajv({ ...base, coerceTypes: 'array' }));
+  // Made at the first schema not already compiled by an earlier build.
+  let ajvs: Record<'body' | 'coerced', Ajv> | undefined;
+  const compile = (schema: unknown, kind: 'body' | 'coerced'): Check => {
+    const base: Options = { allErrors: true, useDefaults: true, removeAdditional: false, strict: false };
+    ajvs ??= {
+      body: withStorableFormats(new Ajv({ ...base, coerceTypes: false })),
+      coerced: withStorableFormats(new Ajv({ ...base, coerceTypes: 'array' })),
+    };
+    return storableAndValid(ajvs[kind].compile(schema as object));
+  };
   app.setValidatorCompiler<FastifySchema>(({ schema, httpPart }) => {
-    const validate = (httpPart === 'body' ? bodies : strings).compile(schema as object);
-    // Fastify reads the errors off the function it was given, so they are copied onto the wrapper.
-    const check = (data: unknown): boolean => {
+    const kind = httpPart === 'body' ? 'body' : 'coerced';
+    const text = jsonText(schema);
+    if (text === undefined || NAMING_OR_REFERRING.test(text)) return compile(schema, kind);
+    return validators.get(`[${JSON.stringify(kind)},${text}]`, (parsed) => {
+      const [parsedKind, parsedSchema] = parsed as [typeof kind, unknown];
+      return compile(parsedSchema, parsedKind);
+    });
+  });
+}
+
+/** Fastify reads the errors off the function it was given, so they are copied onto the wrapper. */
+function storableAndValid(validate: ValidateFunction): Check {
+  const check: Check = Object.assign(
+    (data: unknown): boolean => {
       const unstorable = findUnstorable(data, '');
       if (unstorable !== undefined) {
         check.errors = [{ instancePath: unstorable.path, schemaPath: '#', keyword: 'unicode', params: {}, message: unstorable.message }];
         return false;
       }
-      const valid = validate(data);
+      const valid = validate(data) as boolean;
       check.errors = validate.errors;
       return valid;
-    };
-    check.errors = null as ErrorObject[] | null | undefined;
-    return check;
-  });
+    },
+    { errors: null as ErrorObject[] | null | undefined },
+  );
+  return check;
 }
 
 /**

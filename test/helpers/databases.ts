@@ -3,6 +3,7 @@ import { existsSync, readdirSync, readFileSync, renameSync, writeFileSync } from
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { setFlagsFromString } from 'node:v8';
 import { PGlite } from '@electric-sql/pglite';
 import { drizzle } from 'drizzle-orm/pglite';
 import { migrate } from 'drizzle-orm/pglite/migrator';
@@ -52,6 +53,11 @@ declare const WebAssembly: { compile(bytes: Uint8Array): Promise<NonNullable<Non
 /** PGlite's WebAssembly compiled once per test process instead of once per database. */
 function precompiledPglite(): Promise<NonNullable<OpenDatabaseOptions['pglite']>> {
   pgliteModules ??= (async () => {
+    // V8 compiles a module's hot functions again, optimized, on background threads: for 9 MB of
+    // PostgreSQL that cost a test process about a second of CPU (about 10% of a typical file's),
+    // taken from the other test process on a 2-core machine, and a test process is over before it
+    // pays back. Its baseline code only, then; compiled from here on, so this process's alone.
+    setFlagsFromString('--liftoff-only');
     const dist = dirname(fileURLToPath(import.meta.resolve('@electric-sql/pglite')));
     const [pgliteWasmModule, initdbWasmModule] = await Promise.all([
       WebAssembly.compile(readFileSync(join(dist, 'pglite.wasm'))),
