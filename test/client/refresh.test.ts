@@ -1,3 +1,4 @@
+import tap from 'tap';
 import { createGatehouseClient, isGatehouseError, memoryStore, type SessionEnd } from '../../src/client/index.js';
 import { revokeUserSessions } from '../../src/domain/sessions.js';
 import { eachDatabase } from '../helpers/app.js';
@@ -5,6 +6,10 @@ import { gatedFetch, manualClock, sessionOpened } from '../helpers/client.js';
 import { claimsOf } from '../helpers/jwt.js';
 import { listenTestApp } from '../helpers/live.js';
 import { PASSWORD, uniqueEmail } from '../helpers/users.js';
+
+// One test waits for the server to see a token expire, in real time (up to 4 s): the tests run two
+// at a time, so that wait overlaps the others.
+tap.jobs = 2;
 
 const MINUTE = 60_000;
 

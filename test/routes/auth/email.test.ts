@@ -1,8 +1,13 @@
 import { eq } from 'drizzle-orm';
+import tap from 'tap';
 import { userTokens } from '../../../src/db/schema.js';
 import { buildTestApp, eachDatabase } from '../../helpers/app.js';
 import { startSmtpServer, tokenFrom } from '../../helpers/smtp.js';
 import { PASSWORD, bearer, json, post, registerUser, uniqueEmail } from '../../helpers/users.js';
+
+// Links are waited out in real time (an expiry, a second at least) and mail arrives when it
+// arrives: the tests run two at a time, so the waits overlap.
+tap.jobs = 2;
 
 const APP_URL = 'https://app.example.test';
 

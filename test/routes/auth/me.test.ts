@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { eq } from 'drizzle-orm';
+import tap from 'tap';
 import { sessions } from '../../../src/db/schema.js';
 import { loadAuthorizationState } from '../../../src/domain/users.js';
 import type { UserView } from '../../../src/schemas/user.js';
@@ -8,6 +9,10 @@ import { buildTestApp, eachDatabase } from '../../helpers/app.js';
 import { claimsOf, forgeToken, validClaims } from '../../helpers/jwt.js';
 import { assertBearerChallenge, assertProblem } from '../../helpers/problems.js';
 import { bearer, json, login, registerUser } from '../../helpers/users.js';
+
+// An access token is waited out in real time (its exp is in whole seconds): the tests run two at
+// a time, so that wait overlaps the others.
+tap.jobs = 2;
 
 eachDatabase('me returns the calling user with roles, permissions and login history', async (t, kind) => {
   const { app } = await buildTestApp(t, kind);

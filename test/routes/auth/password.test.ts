@@ -1,9 +1,14 @@
 import type { FastifyInstance } from 'fastify';
+import tap from 'tap';
 import { userTokens } from '../../../src/db/schema.js';
 import { hashToken, newOpaqueToken } from '../../../src/domain/tokens.js';
 import { buildTestApp, eachDatabase } from '../../helpers/app.js';
 import { refusedSmtpUrl, startSilentServer, startSmtpServer, tokenFrom } from '../../helpers/smtp.js';
 import { PASSWORD, bearer, login, post, registerUser, uniqueEmail } from '../../helpers/users.js';
+
+// A reset link is waited out in real time (a second at least) and mail arrives when it arrives:
+// the tests run two at a time, so the waits overlap.
+tap.jobs = 2;
 
 const NEW_PASSWORD = 'a brand new passphrase';
 
