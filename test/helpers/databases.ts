@@ -44,6 +44,16 @@ const migrationsHash = (() => {
   return hash.digest('hex').slice(0, 12);
 })();
 
+/*
+ * V8 compiles a WebAssembly module's hot functions again, optimized, on background threads: for
+ * PGlite's 9 MB of PostgreSQL that cost a test process about a second of CPU per PGlite it started
+ * (about 10% of a typical file's), taken from the other test process on a 2-core machine, and a
+ * test process is over before it pays back. Baseline code only, then, for every module this process
+ * compiles from now on (the test helpers' PGlites and those the product opens under DATA_DIR alike);
+ * the processes the tests start are left as they are.
+ */
+setFlagsFromString('--liftoff-only');
+
 let pgliteTemplate: Promise<Blob> | undefined;
 let pgliteModules: Promise<NonNullable<OpenDatabaseOptions['pglite']>> | undefined;
 
@@ -53,11 +63,6 @@ declare const WebAssembly: { compile(bytes: Uint8Array): Promise<NonNullable<Non
 /** PGlite's WebAssembly compiled once per test process instead of once per database. */
 function precompiledPglite(): Promise<NonNullable<OpenDatabaseOptions['pglite']>> {
   pgliteModules ??= (async () => {
-    // V8 compiles a module's hot functions again, optimized, on background threads: for 9 MB of
-    // PostgreSQL that cost a test process about a second of CPU (about 10% of a typical file's),
-    // taken from the other test process on a 2-core machine, and a test process is over before it
-    // pays back. Its baseline code only, then; compiled from here on, so this process's alone.
-    setFlagsFromString('--liftoff-only');
     const dist = dirname(fileURLToPath(import.meta.resolve('@electric-sql/pglite')));
     const [pgliteWasmModule, initdbWasmModule] = await Promise.all([
       WebAssembly.compile(readFileSync(join(dist, 'pglite.wasm'))),
