@@ -133,23 +133,28 @@ function renewal(successor: string, generation: number, now: Date, settings: Ses
 export async function rotateRefreshToken(db: Db, presented: string, settings: SessionSettings): Promise<RotationResult> {
   const parts = parseRefreshToken(presented);
   if (!parts) return looksLikeOpaqueToken(presented) ? rotateTokenRow(db, presented, settings) : INVALID;
-  const successor = successorOf(presented, parts, settings.successorKey);
-  const now = new Date();
-  const at = now.toISOString();
-  const [row] = await queryRows<RotationRow>(
-    db,
-    rotationStatement(
-      parts.sessionId,
-      sql`renewed as (
-        update sessions s ${renewal(successor, parts.generation + 1, now, settings)}
-        where s.id = ${parts.sessionId}::uuid and s.refresh_generation = ${parts.generation}
-          and s.refresh_token_hash = ${hashToken(presented)} and s.revoked_at is null and s.expires_at > ${at}::timestamptz
-        returning s.last_used_at, s.expires_at
-      )`,
-    ),
-  );
+  const { row, successor, now } = await runRotation(db, presented, parts, settings, (successor, now, at) => sql`renewed as (
+    update sessions s ${renewal(successor, parts.generation + 1, now, settings)}
+    where s.id = ${parts.sessionId}::uuid and s.refresh_generation = ${parts.generation}
+      and s.refresh_token_hash = ${hashToken(presented)} and s.revoked_at is null and s.expires_at > ${at}::timestamptz
+    returning s.last_used_at, s.expires_at
+  )`);
   if (!row) return INVALID;
   return settle(db, row, presented, parts, successor, settings, now);
+}
+
+/** Runs a rotation for the session `parts` names: `renew` writes its CTEs, given the successor and the time. */
+async function runRotation(
+  db: Db,
+  presented: string,
+  parts: RefreshTokenParts,
+  settings: SessionSettings,
+  renew: (successor: string, now: Date, at: string) => SQL,
+): Promise<{ row: RotationRow | undefined; successor: string; now: Date }> {
+  const successor = successorOf(presented, parts, settings.successorKey);
+  const now = new Date();
+  const [row] = await queryRows<RotationRow>(db, rotationStatement(parts.sessionId, renew(successor, now, now.toISOString())));
+  return { row, successor, now };
 }
 
 async function settle(
@@ -223,27 +228,18 @@ async function rotateTokenRow(db: Db, presented: string, settings: SessionSettin
     .where(eq(refreshTokens.tokenHash, hashToken(presented)));
   if (!found) return INVALID;
   const parts = { sessionId: found.sessionId, generation: 0 };
-  const successor = successorOf(presented, parts, settings.successorKey);
-  const now = new Date();
-  const at = now.toISOString();
-  const [row] = await queryRows<RotationRow>(
-    db,
-    rotationStatement(
-      parts.sessionId,
-      sql`claimed as (
-        update refresh_tokens t set rotated_at = ${at}::timestamptz
-        from sessions s
-        where t.token_hash = ${hashToken(presented)} and t.rotated_at is null
-          and s.id = t.session_id and s.revoked_at is null and s.expires_at > ${at}::timestamptz
-        returning t.session_id
-      ),
-      renewed as (
-        update sessions s ${renewal(successor, 1, now, settings)}
-        where s.id = (select session_id from claimed)
-        returning s.last_used_at, s.expires_at
-      )`,
-    ),
-  );
+  const { row, successor, now } = await runRotation(db, presented, parts, settings, (successor, now, at) => sql`claimed as (
+    update refresh_tokens t set rotated_at = ${at}::timestamptz
+    from sessions s
+    where t.token_hash = ${hashToken(presented)} and t.rotated_at is null
+      and s.id = t.session_id and s.revoked_at is null and s.expires_at > ${at}::timestamptz
+    returning t.session_id
+  ),
+  renewed as (
+    update sessions s ${renewal(successor, 1, now, settings)}
+    where s.id = (select session_id from claimed)
+    returning s.last_used_at, s.expires_at
+  )`);
   if (!row) return INVALID;
   const result = await settle(db, row, presented, parts, successor, settings, now);
   // Rotated in its own time, before the session's tokens were named: its successor is of the old
