@@ -1,4 +1,5 @@
-import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, randomUUID, type JsonWebKey } from 'node:crypto';
+import { createHash, createPrivateKey, createPublicKey, generateKeyPair as generateKeyPairCallback, randomUUID, type JsonWebKey } from 'node:crypto';
+import { promisify } from 'node:util';
 import { and, eq, ne, sql } from 'drizzle-orm';
 import { createSigner, createVerifier } from 'fast-jwt';
 import type { Config, JwtAlg } from '../config.js';
@@ -83,14 +84,19 @@ export function publishedJwk(jwk: JsonWebKey): PublicJwk {
   return { ...publicMembers(jwk), kid: jwkThumbprint(jwk), alg: algOf(jwk), use: 'sig' };
 }
 
-/** A new private key for `alg`, as a JWK. */
-export function generatePrivateJwk(alg: SigningAlg): JsonWebKey {
+const generateKeyPair = promisify(generateKeyPairCallback);
+
+/**
+ * A new private key for `alg`, as a JWK. Generated on libuv's thread pool: an RSA key takes tens to
+ * hundreds of milliseconds, which on the event loop every request in flight would wait for.
+ */
+export async function generatePrivateJwk(alg: SigningAlg): Promise<JsonWebKey> {
   const { privateKey } =
     alg === 'ES256'
-      ? generateKeyPairSync('ec', { namedCurve: 'P-256' })
+      ? await generateKeyPair('ec', { namedCurve: 'P-256' })
       : alg === 'EdDSA'
-        ? generateKeyPairSync('ed25519')
-        : generateKeyPairSync('rsa', { modulusLength: 2048 });
+        ? await generateKeyPair('ed25519')
+        : await generateKeyPair('rsa', { modulusLength: 2048 });
   return privateKey.export({ format: 'jwk' });
 }
 
@@ -367,7 +373,7 @@ export class SigningKeys {
   }
 
   private async insert(alg: SigningAlg, status: 'next' | 'current'): Promise<SigningKeyRow | undefined> {
-    const privateJwk = generatePrivateJwk(alg);
+    const privateJwk = await generatePrivateJwk(alg);
     const publicJwk = publishedJwk(privateJwk);
     const kid = publicJwk.kid!;
     const [row] = await this.database.db

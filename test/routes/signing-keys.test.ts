@@ -5,7 +5,7 @@ import { createSigner } from 'fast-jwt';
 import tap from 'tap';
 import type { ListenEvents } from '../../src/db/listener.js';
 import { signingKeys } from '../../src/db/schema.js';
-import { jwkThumbprint, publishedJwk, type PublicJwk } from '../../src/domain/signing-keys.js';
+import { generatePrivateJwk, jwkThumbprint, publishedJwk, type PublicJwk } from '../../src/domain/signing-keys.js';
 import { buildTestApp, eachDatabase, testConfig, type Test } from '../helpers/app.js';
 import { adminToken, type Actor } from '../helpers/admin.js';
 import { forgeToken, validClaims } from '../helpers/jwt.js';
@@ -337,4 +337,17 @@ eachDatabase('ENCRYPTION_KEYS rotation: keys sealed under the old entry are seal
   const fresh = await login(newOnly.app, user.email);
   t.equal((await me(newOnly.app, fresh.accessToken)).statusCode, 200);
   t.equal((await me(newOnly.app, user.accessToken)).statusCode, 200);
+});
+
+tap.test('a new key is generated off the event loop, which keeps serving meanwhile', async (t) => {
+  for (const [alg, kty] of [['ES256', 'EC'], ['EdDSA', 'OKP'], ['RS256', 'RSA']] as const) {
+    t.match(await generatePrivateJwk(alg), { kty, d: String }, `${alg}: a private ${kty} key`);
+  }
+  // An RSA key takes tens of milliseconds at least: generated on the event loop, the immediate
+  // queued after the call would run only once the key was there.
+  let turned = false;
+  const pending = generatePrivateJwk('RS256');
+  setImmediate(() => (turned = true));
+  await pending;
+  t.ok(turned, 'the event loop turned while the key was generated');
 });
