@@ -109,11 +109,11 @@ function rotationStatement(sessionId: string, renew: SQL): SQL {
     where s.id = ${sessionId}::uuid`;
 }
 
-/** The session's renewal by its current token's successor: new generation, hash and idle expiry. */
-function renewal(successor: string, generation: number, now: Date, settings: SessionSettings): SQL {
+/** The session's renewal by its current token's successor (its hash): new generation, hash and idle expiry. */
+function renewal(successorHash: string, generation: number, now: Date, settings: SessionSettings): SQL {
   const at = now.toISOString();
   return sql`
-    set refresh_generation = ${generation}, refresh_token_hash = ${hashToken(successor)}, refresh_rotated_at = ${at}::timestamptz,
+    set refresh_generation = ${generation}, refresh_token_hash = ${successorHash}, refresh_rotated_at = ${at}::timestamptz,
         last_used_at = ${at}::timestamptz,
         expires_at = least(${addSeconds(now, settings.refreshTokenTtl).toISOString()}::timestamptz,
                            s.created_at + ${settings.sessionMaxAge}::integer * interval '1 second')`;
@@ -133,38 +133,43 @@ function renewal(successor: string, generation: number, now: Date, settings: Ses
 export async function rotateRefreshToken(db: Db, presented: string, settings: SessionSettings): Promise<RotationResult> {
   const parts = parseRefreshToken(presented);
   if (!parts) return looksLikeOpaqueToken(presented) ? rotateTokenRow(db, presented, settings) : INVALID;
-  const { row, successor, now } = await runRotation(db, presented, parts, settings, (successor, now, at) => sql`renewed as (
-    update sessions s ${renewal(successor, parts.generation + 1, now, settings)}
+  const rotation = await runRotation(db, presented, parts, settings, (successorHash, now, at) => sql`renewed as (
+    update sessions s ${renewal(successorHash, parts.generation + 1, now, settings)}
     where s.id = ${parts.sessionId}::uuid and s.refresh_generation = ${parts.generation}
       and s.refresh_token_hash = ${hashToken(presented)} and s.revoked_at is null and s.expires_at > ${at}::timestamptz
     returning s.last_used_at, s.expires_at
   )`);
-  if (!row) return INVALID;
-  return settle(db, row, presented, parts, successor, settings, now);
+  return rotation.row ? settle(db, { ...rotation, row: rotation.row }, presented, parts, settings) : INVALID;
 }
 
-/** Runs a rotation for the session `parts` names: `renew` writes its CTEs, given the successor and the time. */
+interface Rotation {
+  row: RotationRow | undefined;
+  successor: string;
+  successorHash: string;
+  now: Date;
+}
+
+/** Runs a rotation for the session `parts` names: `renew` writes its CTEs, given the successor's hash and the time. */
 async function runRotation(
   db: Db,
   presented: string,
   parts: RefreshTokenParts,
   settings: SessionSettings,
-  renew: (successor: string, now: Date, at: string) => SQL,
-): Promise<{ row: RotationRow | undefined; successor: string; now: Date }> {
+  renew: (successorHash: string, now: Date, at: string) => SQL,
+): Promise<Rotation> {
   const successor = successorOf(presented, parts, settings.successorKey);
+  const successorHash = hashToken(successor);
   const now = new Date();
-  const [row] = await queryRows<RotationRow>(db, rotationStatement(parts.sessionId, renew(successor, now, now.toISOString())));
-  return { row, successor, now };
+  const [row] = await queryRows<RotationRow>(db, rotationStatement(parts.sessionId, renew(successorHash, now, now.toISOString())));
+  return { row, successor, successorHash, now };
 }
 
 async function settle(
   db: Db,
-  row: RotationRow,
+  { row, successor, successorHash, now }: Rotation & { row: RotationRow },
   presented: string,
   parts: RefreshTokenParts,
-  successor: string,
   settings: SessionSettings,
-  now: Date,
 ): Promise<RotationResult> {
   const session = fromRow(sessions, row, 'session_');
   const authorization = authorizationStateFrom(row);
@@ -174,7 +179,7 @@ async function settle(
       lastUsedAt: new Date(row.renewed_last_used_at!),
       expiresAt: new Date(row.renewed_expires_at),
       refreshGeneration: parts.generation + 1,
-      refreshTokenHash: hashToken(successor),
+      refreshTokenHash: successorHash,
       refreshRotatedAt: now,
     };
     return { ok: true, session: renewed, refreshToken: successor, authorization };
@@ -228,7 +233,7 @@ async function rotateTokenRow(db: Db, presented: string, settings: SessionSettin
     .where(eq(refreshTokens.tokenHash, hashToken(presented)));
   if (!found) return INVALID;
   const parts = { sessionId: found.sessionId, generation: 0 };
-  const { row, successor, now } = await runRotation(db, presented, parts, settings, (successor, now, at) => sql`claimed as (
+  const rotation = await runRotation(db, presented, parts, settings, (successorHash, now, at) => sql`claimed as (
     update refresh_tokens t set rotated_at = ${at}::timestamptz
     from sessions s
     where t.token_hash = ${hashToken(presented)} and t.rotated_at is null
@@ -236,12 +241,13 @@ async function rotateTokenRow(db: Db, presented: string, settings: SessionSettin
     returning t.session_id
   ),
   renewed as (
-    update sessions s ${renewal(successor, 1, now, settings)}
+    update sessions s ${renewal(successorHash, 1, now, settings)}
     where s.id = (select session_id from claimed)
     returning s.last_used_at, s.expires_at
   )`);
+  const { row, now } = rotation;
   if (!row) return INVALID;
-  const result = await settle(db, row, presented, parts, successor, settings, now);
+  const result = await settle(db, { ...rotation, row }, presented, parts, settings);
   // Rotated in its own time, before the session's tokens were named: its successor is of the old
   // kind, which no longer answers. Refused without revoking only inside the grace (tabs racing an upgrade).
   if (!result.ok && result.code === 'invalid_refresh_token' && found.rotatedAt && now.getTime() - found.rotatedAt.getTime() > settings.refreshReuseGrace * 1000) {
@@ -388,18 +394,23 @@ export async function listLiveSessions(db: DbOrTx, userId: string): Promise<Sess
     .orderBy(desc(sessions.createdAt));
 }
 
-/**
- * Ends every impersonation of the user (sessions an admin opened as them), returning how many. The
- * check on each request compares permissions only; a role that grants none (a marker for role
- * rules) is checked when an impersonation starts, so gaining one must end those already running.
- */
-export async function endImpersonationsOf(db: DbOrTx, userId: string, reason: RevocationReason): Promise<number> {
+/** Revokes the live impersonation sessions (sessions an admin opened as someone) of the users `whose` selects. */
+async function endImpersonations(db: DbOrTx, whose: SQL, reason: RevocationReason): Promise<number> {
   const rows = await db
     .update(sessions)
     .set({ revokedAt: new Date(), revokedReason: reason })
-    .where(and(eq(sessions.userId, userId), isNull(sessions.revokedAt), isNotNull(sessions.impersonatorId)))
+    .where(and(whose, isNull(sessions.revokedAt), isNotNull(sessions.impersonatorId)))
     .returning({ id: sessions.id });
   return rows.length;
+}
+
+/**
+ * Ends every impersonation of the user, returning how many. The check on each request compares
+ * permissions only; a role that grants none (a marker for role rules) is checked when an
+ * impersonation starts, so gaining one must end those already running.
+ */
+export async function endImpersonationsOf(db: DbOrTx, userId: string, reason: RevocationReason): Promise<number> {
+  return endImpersonations(db, eq(sessions.userId, userId), reason);
 }
 
 /**
@@ -408,16 +419,6 @@ export async function endImpersonationsOf(db: DbOrTx, userId: string, reason: Re
  * see and an admin impersonating a holder may not hold.
  */
 export async function endImpersonationsOfHolders(db: DbOrTx, roleId: string, reason: RevocationReason): Promise<number> {
-  const rows = await db
-    .update(sessions)
-    .set({ revokedAt: new Date(), revokedReason: reason })
-    .where(
-      and(
-        isNull(sessions.revokedAt),
-        isNotNull(sessions.impersonatorId),
-        inArray(sessions.userId, db.select({ userId: userRoles.userId }).from(userRoles).where(eq(userRoles.roleId, roleId))),
-      ),
-    )
-    .returning({ id: sessions.id });
-  return rows.length;
+  const holders = db.select({ userId: userRoles.userId }).from(userRoles).where(eq(userRoles.roleId, roleId));
+  return endImpersonations(db, inArray(sessions.userId, holders), reason);
 }

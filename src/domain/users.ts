@@ -75,8 +75,9 @@ export const accessColumns = sql`
 /**
  * The columns of an AuthorizationState, for a select with the user's row in scope as `users`: the
  * user, their access and the ids of their live sessions. Expired ones are left out: nothing revokes
- * them, so a user who logs in daily would otherwise carry every session they ever opened. A fragment, so that a statement that
- * finds the user anyway (a refresh) can bring the state along instead of a second round trip.
+ * them, so a user who logs in daily would otherwise carry every session they ever opened. A
+ * fragment, so that a statement that finds the user anyway (a refresh) can bring the state along
+ * instead of a second round trip.
  */
 export const authorizationColumns = sql`
   users.*, ${accessColumns},
