@@ -146,7 +146,7 @@ export interface paths {
         put?: never;
         /**
          * Log out: revoke this session
-         * @description Revokes the session of the Bearer access token or of the refresh token (body, or cookie with X-CSRF-Token). Idempotent.
+         * @description Revokes the session of the Bearer access token or of the refresh token (body, or cookie with X-CSRF-Token): the current one, or the one it replaced while its rotation answer was lost. Idempotent.
          */
         post: operations["logout"];
         delete?: never;

@@ -74,6 +74,13 @@ interface RotationRow extends Record<string, unknown> {
  */
 const MAX_GENERATIONS_BEHIND = 1024;
 
+/**
+ * How far back a token is followed where it only has to name its session (logout, a cookie's CSRF
+ * check): a client holds its current token, or the one before while a rotation's answer is on its
+ * way. Those routes have no rate limit of their own, so a made-up token must buy no more than this.
+ */
+const FINDING_GENERATIONS_BEHIND = 1;
+
 type Standing = { is: 'current' | 'reused' | 'unknown' } | { is: 'in_grace'; successor: string };
 
 /**
@@ -81,9 +88,16 @@ type Standing = { is: 'current' | 'reused' | 'unknown' } | { is: 'in_grace'; suc
  * its predecessor still inside the reuse grace (answered with its successor), an older token of
  * the session (reuse), or not one of its tokens at all.
  */
-function standingOf(presented: string, parts: RefreshTokenParts, session: Session, settings: SessionSettings, now: Date): Standing {
+function standingOf(
+  presented: string,
+  parts: RefreshTokenParts,
+  session: Session,
+  settings: SessionSettings,
+  now: Date,
+  maxBehind = MAX_GENERATIONS_BEHIND,
+): Standing {
   const behind = session.refreshGeneration - parts.generation;
-  if (session.refreshTokenHash === null || behind < 0 || behind > MAX_GENERATIONS_BEHIND) return { is: 'unknown' };
+  if (session.refreshTokenHash === null || behind < 0 || behind > maxBehind) return { is: 'unknown' };
   let token = presented;
   for (let generation = parts.generation; generation < session.refreshGeneration; generation++) {
     token = successorOf(token, { sessionId: session.id, generation }, settings.successorKey);
@@ -259,8 +273,8 @@ async function rotateTokenRow(db: Db, presented: string, settings: SessionSettin
 }
 
 /**
- * The session a refresh token belongs to, rotated or not: what a logout ends and a cookie's CSRF
- * check is against. A token naming a session is checked to be one of its tokens.
+ * The session a refresh token belongs to: what a logout ends.
+ * A token naming a session is checked to be its current token or the one before it.
  */
 export async function findSessionByRefreshToken(db: DbOrTx, presented: string, settings: SessionSettings): Promise<Session | undefined> {
   const parts = parseRefreshToken(presented);
@@ -274,7 +288,20 @@ export async function findSessionByRefreshToken(db: DbOrTx, presented: string, s
     return row?.session;
   }
   const session = await findSession(db, parts.sessionId);
-  return session && standingOf(presented, parts, session, settings, new Date()).is !== 'unknown' ? session : undefined;
+  const standing = session && standingOf(presented, parts, session, settings, new Date(), FINDING_GENERATIONS_BEHIND);
+  return standing && standing.is !== 'unknown' ? session : undefined;
+}
+
+/**
+ * The session a refresh token names, unchecked: what a cookie's CSRF token is checked against,
+ * before the token itself is. Read off a token that names its session; looked up for one from before.
+ */
+export async function sessionNamedByRefreshToken(db: DbOrTx, presented: string): Promise<string | undefined> {
+  const parts = parseRefreshToken(presented);
+  if (parts) return parts.sessionId;
+  if (!looksLikeOpaqueToken(presented)) return undefined;
+  const [row] = await db.select({ sessionId: refreshTokens.sessionId }).from(refreshTokens).where(eq(refreshTokens.tokenHash, hashToken(presented)));
+  return row?.sessionId;
 }
 
 export async function findSession(db: DbOrTx, sessionId: string): Promise<Session | undefined> {

@@ -24,7 +24,7 @@ export const logoutRoute: FastifyPluginAsyncTypebox<{ gatehouse: Gatehouse }> = 
         operationId: 'logout',
         summary: 'Log out: revoke this session',
         description:
-          'Revokes the session of the Bearer access token or of the refresh token (body, or cookie with X-CSRF-Token). Idempotent.',
+          'Revokes the session of the Bearer access token or of the refresh token (body, or cookie with X-CSRF-Token): the current one, or the one it replaced while its rotation answer was lost. Idempotent.',
         tags: ['auth'],
         security: [{ bearerAuth: [] }, {}],
         [OPTIONAL_BODY]: true,

@@ -1,5 +1,5 @@
 import type { FastifyRequest } from 'fastify';
-import { findSessionByRefreshToken } from '../../domain/sessions.js';
+import { sessionNamedByRefreshToken } from '../../domain/sessions.js';
 import { constantTimeEqual } from '../../domain/tokens.js';
 import { problem } from '../../errors.js';
 import type { Gatehouse } from '../../services.js';
@@ -22,11 +22,13 @@ export async function presentedRefreshToken(
   if (fromBody !== undefined) return { token: fromBody, fromCookie: false };
   const fromCookie = request.cookies[REFRESH_COOKIE];
   if (!fromCookie) return undefined;
-  const session = await findSessionByRefreshToken(gatehouse.db, fromCookie, gatehouse.sessionSettings);
-  if (session) {
+  // Against the session the cookie names, genuine or not: a cookie left behind by rotations it did
+  // not see must not let a cross-site request present it, since presenting it revokes its session.
+  const sessionId = await sessionNamedByRefreshToken(gatehouse.db, fromCookie);
+  if (sessionId) {
     const header = request.headers[CSRF_HEADER];
     const sent = Array.isArray(header) ? header[0] : header;
-    if (!sent || !constantTimeEqual(sent, csrfTokenFor(gatehouse, session.id))) {
+    if (!sent || !constantTimeEqual(sent, csrfTokenFor(gatehouse, sessionId))) {
       throw problem('csrf_failed', `A cookie-mode request must send the session's csrfToken in the X-CSRF-Token header.`);
     }
   }

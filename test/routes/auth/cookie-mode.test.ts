@@ -181,3 +181,17 @@ eachDatabase('a failed cookie-mode refresh clears the cookie', async (t, kind) =
   assertProblem(t, res, 401, 'invalid_refresh_token');
   t.equal(refreshCookie(res)?.value, '', 'the useless cookie is cleared');
 });
+
+eachDatabase('a cookie left behind by later rotations still needs the CSRF header, so a cross-site request cannot spend it', async (t, kind) => {
+  const { app } = await buildTestApp(t, kind);
+  const { cookie: stale, csrfToken, accessToken } = await cookieLogin(app);
+  const second = assertRefreshCookie(t, await cookieRequest(app, '/auth/refresh', stale, csrfToken));
+  assertRefreshCookie(t, await cookieRequest(app, '/auth/refresh', second, csrfToken));
+  // Presented, a token two rotations back is a reuse and revokes its session: without the header
+  // it must not get that far.
+  for (const route of ['/auth/refresh', '/auth/logout']) {
+    assertProblem(t, await cookieRequest(app, route, stale), 403, 'csrf_failed', route);
+  }
+  t.equal((await app.inject({ url: '/auth/me', headers: bearer(accessToken) })).statusCode, 200, 'the session is still live');
+  assertProblem(t, await cookieRequest(app, '/auth/refresh', stale, csrfToken), 401, 'refresh_token_reused', 'with the header it is judged');
+});

@@ -103,3 +103,15 @@ eachDatabase('logout with an unknown refresh token answers 401 invalid_refresh_t
   }
   assertProblem(t, await post(app, '/auth/logout', { refreshToken: 42 }), 400, 'validation_failed', 'a number');
 });
+
+eachDatabase('logout takes the current refresh token or the one it replaced, and no older one', async (t, kind) => {
+  const { app } = await buildTestApp(t, kind);
+  const { accessToken, refreshToken: first } = await registerUser(app);
+  const second = (await post(app, '/auth/refresh', { refreshToken: first })).json<{ refreshToken: string }>().refreshToken;
+  const third = (await post(app, '/auth/refresh', { refreshToken: second })).json<{ refreshToken: string }>().refreshToken;
+  // Following a token further back costs a hash per generation, and logout has no rate limit.
+  assertProblem(t, await post(app, '/auth/logout', { refreshToken: first }), 401, 'invalid_refresh_token', 'two rotations back');
+  t.equal((await app.inject({ url: '/auth/me', headers: bearer(accessToken) })).statusCode, 200, 'which ends nothing');
+  t.equal((await post(app, '/auth/logout', { refreshToken: second })).statusCode, 204, 'the one before: its rotation answer may have been lost');
+  assertProblem(t, await post(app, '/auth/refresh', { refreshToken: third }), 401, 'session_revoked', 'the session ended');
+});
