@@ -26,6 +26,7 @@ export const EnvSchema = Type.Object({
   ),
   DATABASE_URL: Type.Optional(Type.String({ pattern: '^postgres(ql)?://' })),
   DATABASE_LISTEN_URL: Type.Optional(Type.String({ pattern: '^postgres(ql)?://' })),
+  DATABASE_POOL_SIZE: Type.String({ pattern: '^[1-9]\\d{0,2}$', default: '4', description: 'connections to PostgreSQL; postgres.js pipelines queries on busy ones' }),
   DATABASE_PREPARED_STATEMENTS: Bool('true'),
   DATABASE_QUERY_TIMEOUT: Type.String({ ...Duration, default: '5s' }),
   DATABASE_STARTUP_TIMEOUT: Type.String({ ...Duration, default: '60s' }),
@@ -100,6 +101,11 @@ export interface Config {
   databaseUrl?: string;
   /** A direct connection for LISTEN when DATABASE_URL goes through a transaction-mode pooler. */
   databaseListenUrl?: string;
+  /**
+   * Connections to PostgreSQL. postgres.js sends the queries of concurrent requests down a busy
+   * connection together, so a few connections serve one Node process best (see the README's bench).
+   */
+  databasePoolSize: number;
   /** Named prepared statements on the pool's connections: off behind a transaction-mode pooler. */
   databasePreparedStatements: boolean;
   /** Longest a query may run (or wait for a connection) before its request gets a 503, in seconds. */
@@ -239,6 +245,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, warn: (msg: str
     logLevel: e.LOG_LEVEL,
     databaseUrl: e.DATABASE_URL,
     databaseListenUrl: e.DATABASE_LISTEN_URL ?? e.DATABASE_URL,
+    databasePoolSize: Number(e.DATABASE_POOL_SIZE),
     databasePreparedStatements: isTrue(e.DATABASE_PREPARED_STATEMENTS),
     databaseQueryTimeout: atLeastOneSecond('DATABASE_QUERY_TIMEOUT'),
     databaseStartupTimeout: duration('DATABASE_STARTUP_TIMEOUT'),

@@ -30,6 +30,7 @@ tap.test('defaults are the documented ones', async (t) => {
   t.equal(config.bcryptCost, 12);
   t.equal(config.cookieSecure, true);
   t.equal(config.databaseUrl, undefined);
+  t.equal(config.databasePoolSize, 4);
 });
 
 tap.test('a bad variable stops the start with a message naming it', async (t) => {
@@ -40,6 +41,7 @@ tap.test('a bad variable stops the start with a message naming it', async (t) =>
     DATABASE_URL: 'mysql://nope',
     LOG_LEVEL: 'loud',
     COOKIE_SECURE: 'maybe',
+    DATABASE_POOL_SIZE: '0',
   };
   for (const [name, value] of Object.entries(cases)) {
     t.throws(() => loadConfig({ DATA_DIR: tempDataDir(t), [name]: value }, () => {}), {

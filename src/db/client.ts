@@ -83,12 +83,13 @@ export interface OpenDatabaseOptions {
 
 /** The database the configuration names: PostgreSQL at DATABASE_URL, else PGlite under DATA_DIR. */
 export function openConfiguredDatabase(
-  config: Pick<Config, 'databaseUrl' | 'databaseListenUrl' | 'databasePreparedStatements' | 'dataDir' | 'databaseQueryTimeout' | 'databaseStartupTimeout'>,
+  config: Pick<Config, 'databaseUrl' | 'databaseListenUrl' | 'databasePoolSize' | 'databasePreparedStatements' | 'dataDir' | 'databaseQueryTimeout' | 'databaseStartupTimeout'>,
   log?: StartupLog,
 ): Promise<Database> {
   return openDatabase({
     databaseUrl: config.databaseUrl,
     listenUrl: config.databaseListenUrl,
+    poolSize: config.databasePoolSize,
     preparedStatements: config.databasePreparedStatements,
     dataDir: join(config.dataDir, 'pglite'),
     queryTimeout: config.databaseQueryTimeout,
