@@ -191,7 +191,7 @@ eachDatabase('a refresh in the same second as the previous token still issues a 
     const [before, after] = [claimsOf(accessToken), claimsOf(next.accessToken)];
     sameSecond = before.iat === after.iat;
     t.not(next.accessToken, accessToken, 'a new access token');
-    t.match(after.jti, /^[A-Za-z0-9_-]{22}$/, 'jti: 128 random bits');
+    t.match(after.jti, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/, 'jti: a random UUID');
     t.not(after.jti, before.jti);
     for (const token of [accessToken, next.accessToken]) {
       t.equal((await app.inject({ url: '/auth/me', headers: bearer(token) })).statusCode, 200, 'both verify');
