@@ -26,7 +26,7 @@ export const EnvSchema = Type.Object({
   ),
   DATABASE_URL: Type.Optional(Type.String({ pattern: '^postgres(ql)?://' })),
   DATABASE_LISTEN_URL: Type.Optional(Type.String({ pattern: '^postgres(ql)?://' })),
-  DATABASE_POOL_SIZE: Type.String({ pattern: '^[1-9]\\d{0,2}$', default: '4', description: 'connections to PostgreSQL; postgres.js pipelines queries on busy ones' }),
+  DATABASE_POOL_SIZE: Type.String({ pattern: '^[1-9]\\d{0,2}$', default: '3', description: 'connections to PostgreSQL; postgres.js pipelines queries on busy ones' }),
   DATABASE_PREPARED_STATEMENTS: Bool('true'),
   DATABASE_QUERY_TIMEOUT: Type.String({ ...Duration, default: '5s' }),
   DATABASE_STARTUP_TIMEOUT: Type.String({ ...Duration, default: '60s' }),

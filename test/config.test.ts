@@ -30,7 +30,7 @@ tap.test('defaults are the documented ones', async (t) => {
   t.equal(config.bcryptCost, 12);
   t.equal(config.cookieSecure, true);
   t.equal(config.databaseUrl, undefined);
-  t.equal(config.databasePoolSize, 4);
+  t.equal(config.databasePoolSize, 3);
 });
 
 tap.test('a bad variable stops the start with a message naming it', async (t) => {

@@ -26,7 +26,7 @@ void tap.test('DATABASE_POOL_SIZE bounds the connections to PostgreSQL; more con
   const database = await openTestDatabase('postgres');
   t.teardown(() => database.drop());
   const env = { DATABASE_URL: database.url!, DATA_DIR: tempDataDir(t) };
-  t.equal(await backendsServing(env, 12), 4, 'four by default');
+  t.equal(await backendsServing(env, 12), 3, 'three by default');
   t.equal(await backendsServing({ ...env, DATABASE_POOL_SIZE: '2' }, 12), 2, 'two when set to 2');
   t.equal(await backendsServing({ ...env, DATABASE_POOL_SIZE: '12' }, 12), 12, 'twelve when set to 12, for twelve at once');
 });
