@@ -43,6 +43,7 @@ export const EnvSchema = Type.Object({
   REFRESH_TOKEN_TTL: Type.String({ ...Duration, default: '7d' }),
   IMPERSONATION_TTL: Type.String({ ...Duration, default: '15m', description: 'lifetime of an impersonation token (and its session): no refresh' }),
   SESSION_MAX_AGE: Type.String({ ...Duration, default: '90d' }),
+  RETENTION_PERIOD: Type.String({ ...Duration, default: '30d', description: 'how long ended sessions, expired mailed tokens and stale failed-login counters are kept before the hourly purge deletes them' }),
   REFRESH_REUSE_GRACE: Type.String({ ...Duration, default: '10s' }),
   AUTHZ_CACHE_TTL: Type.String({ ...Duration, default: '30s' }),
   AUTHZ_CACHE_MAX: Type.String({ pattern: '^[1-9]\\d{0,7}$', default: '50000', description: 'users whose rights are kept in memory, least recently used out first' }),
@@ -131,6 +132,8 @@ export interface Config {
   /** An admin's impersonation token, and its session: not refreshable. */
   impersonationTtl: number;
   sessionMaxAge: number;
+  /** Seconds that ended sessions, expired mailed tokens and stale failed-login counters are kept. */
+  retentionPeriod: number;
   refreshReuseGrace: number;
   authzCacheTtl: number;
   /** AUTHZ_CACHE_MAX: users whose authorization state is kept in memory. */
@@ -226,6 +229,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, warn: (msg: str
     if (seconds < 1) throw new ConfigError(`Invalid environment variable ${name}: must be at least 1 second`);
     return seconds;
   };
+  const atLeastOneHour = (name: keyof Env) => {
+    const seconds = duration(name);
+    if (seconds < 3600) throw new ConfigError(`Invalid environment variable ${name}: must be at least 1 hour`);
+    return seconds;
+  };
   const accessTokenTtl = atLeastOneSecond('ACCESS_TOKEN_TTL');
   const rateLimit = (name: keyof Env): RateLimitSetting => {
     const [max, window] = String(e[name]).split('/');
@@ -262,6 +270,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, warn: (msg: str
     refreshTokenTtl: duration('REFRESH_TOKEN_TTL'),
     impersonationTtl: atLeastOneSecond('IMPERSONATION_TTL'),
     sessionMaxAge: duration('SESSION_MAX_AGE'),
+    retentionPeriod: atLeastOneHour('RETENTION_PERIOD'),
     refreshReuseGrace: duration('REFRESH_REUSE_GRACE'),
     authzCacheTtl: duration('AUTHZ_CACHE_TTL'),
     authzCacheMax: Number(e.AUTHZ_CACHE_MAX),

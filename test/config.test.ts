@@ -31,6 +31,7 @@ tap.test('defaults are the documented ones', async (t) => {
   t.equal(config.cookieSecure, true);
   t.equal(config.databaseUrl, undefined);
   t.equal(config.databasePoolSize, 3);
+  t.equal(config.retentionPeriod, 30 * 86400);
 });
 
 tap.test('a bad variable stops the start with a message naming it', async (t) => {
@@ -42,6 +43,7 @@ tap.test('a bad variable stops the start with a message naming it', async (t) =>
     LOG_LEVEL: 'loud',
     COOKIE_SECURE: 'maybe',
     DATABASE_POOL_SIZE: '0',
+    RETENTION_PERIOD: '30m',
   };
   for (const [name, value] of Object.entries(cases)) {
     t.throws(() => loadConfig({ DATA_DIR: tempDataDir(t), [name]: value }, () => {}), {
