@@ -1,8 +1,8 @@
 import { sql, type SQL } from 'drizzle-orm';
 import type { FastifyBaseLogger } from 'fastify';
-import type { BackgroundTasks } from '../lib/background.js';
 import type { Db } from '../db/client.js';
 import { queryRows } from '../db/rows.js';
+import type { BackgroundTasks } from '../lib/background.js';
 
 /** Rows deleted by one purge, per kind. */
 export interface PurgeCounts {

@@ -75,9 +75,9 @@ interface RotationRow extends Record<string, unknown> {
 const MAX_GENERATIONS_BEHIND = 1024;
 
 /**
- * How far back a token is followed where it only has to name its session (logout, a cookie's CSRF
- * check): a client holds its current token, or the one before while a rotation's answer is on its
- * way. Those routes have no rate limit of their own, so a made-up token must buy no more than this.
+ * How far back a token is followed where it only has to name its session (logout): a client holds
+ * its current token, or the one before while a rotation's answer is on its way. Logout has no rate
+ * limit of its own, so a made-up token must buy no more than this.
  */
 const FINDING_GENERATIONS_BEHIND = 1;
 
