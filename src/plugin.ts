@@ -5,7 +5,6 @@ import { openConfiguredDatabase } from './db/client.js';
 import { seed } from './db/seed.js';
 import { ensureAdmin, hasActiveAdmin } from './domain/admin-bootstrap.js';
 import { normalizeEmail } from './domain/email.js';
-import { scheduleRetention } from './domain/retention.js';
 import { authPlugin } from './plugins/auth.js';
 import { errorsPlugin } from './plugins/errors.js';
 import { openapiPlugin } from './plugins/openapi.js';
@@ -71,10 +70,10 @@ export const gatehousePlugin = fp(
     await gatehouse.access.start();
     await gatehouse.signingKeys.start();
     const rateLimits = await rateLimitBackend(config, app.log);
-    const retention = scheduleRetention(database.db, config.retentionPeriod, gatehouse.background, app.log);
+    gatehouse.retention.start();
     // One hook, in order: finish work in flight, stop listening, then let go of the database.
     app.addHook('onClose', async () => {
-      retention.stop();
+      gatehouse.retention.stop();
       await gatehouse.background.idle();
       // Audit events kept through an outage get half of SHUTDOWN_TIMEOUT to reach the database.
       await gatehouse.auditQueue.close(config.shutdownTimeout * 500);

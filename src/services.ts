@@ -4,6 +4,7 @@ import type { Database, Db } from './db/client.js';
 import { AccessCache } from './domain/access-cache.js';
 import { ApiKeys } from './domain/api-keys.js';
 import { createPasswordHasher, type PasswordHasher } from './domain/passwords.js';
+import { Retention } from './domain/retention.js';
 import { SigningKeys } from './domain/signing-keys.js';
 import type { SessionSettings } from './domain/sessions.js';
 import type { AuditEventInput } from './domain/audit.js';
@@ -39,6 +40,8 @@ export interface Gatehouse {
   audit(event: AuditEventInput): void;
   /** Audit events on their way to the database, kept while it is out of reach. */
   auditQueue: AuditQueue;
+  /** The purge of what ended more than RETENTION_PERIOD ago. */
+  retention: Retention;
 }
 
 // `app.gatehouse` (GatehouseServices) is this interface, seen from inside the package: see types.ts.
@@ -81,5 +84,6 @@ export function createGatehouse(config: Config, database: Database, log: Fastify
     background,
     audit: (event) => auditQueue.record(event),
     auditQueue,
+    retention: new Retention(database.db, config.retentionPeriod, background, log),
   };
 }

@@ -97,18 +97,42 @@ async function purgeInBatches(db: Db, target: PurgeTarget, cutoff: string, batch
 
 /** How often each instance purges: often enough that a day's ended rows go in small batches. */
 export const PURGE_INTERVAL_MS = 60 * 60 * 1000;
+/** The first purge comes 1-5 minutes after start: instances started together do not purge together, and a short-lived process (a test) never does. */
+const FIRST_PURGE_MS = { min: 60_000, spread: 4 * 60_000 };
 
 /**
- * Purges at start and then every PURGE_INTERVAL_MS, as a background task (so shutdown waits for a
- * purge in flight). Every instance does it: purges of two instances skip each other's rows.
+ * Purges what ended more than `retentionSeconds` ago, a few minutes after start and then every
+ * PURGE_INTERVAL_MS, as a background task (so shutdown waits for a purge in flight). Every instance
+ * does it: purges of two instances skip each other's rows.
  */
-export function scheduleRetention(db: Db, retentionSeconds: number, background: BackgroundTasks, log: FastifyBaseLogger): { stop(): void } {
-  const purge = () =>
-    background.run('retention purge', async () => {
-      const counts = await purgeEndedRecords(db, new Date(Date.now() - retentionSeconds * 1000));
-      if (counts.sessions + counts.userTokens + counts.loginAttempts > 0) log.info({ purged: counts }, 'purged records past RETENTION_PERIOD');
-    });
-  purge();
-  const timer = setInterval(purge, PURGE_INTERVAL_MS).unref();
-  return { stop: () => clearInterval(timer) };
+export class Retention {
+  private timer?: NodeJS.Timeout;
+
+  constructor(
+    private readonly db: Db,
+    private readonly retentionSeconds: number,
+    private readonly background: BackgroundTasks,
+    private readonly log: FastifyBaseLogger,
+  ) {}
+
+  start(): void {
+    const next = (delay: number) => {
+      this.timer = setTimeout(() => {
+        this.background.run('retention purge', async () => void (await this.purgeNow()));
+        next(PURGE_INTERVAL_MS);
+      }, delay).unref();
+    };
+    next(FIRST_PURGE_MS.min + Math.random() * FIRST_PURGE_MS.spread);
+  }
+
+  stop(): void {
+    clearTimeout(this.timer);
+  }
+
+  /** One purge now (what the schedule runs; a host app may call it from its own job). */
+  async purgeNow(): Promise<PurgeCounts> {
+    const counts = await purgeEndedRecords(this.db, new Date(Date.now() - this.retentionSeconds * 1000));
+    if (counts.sessions + counts.userTokens + counts.loginAttempts > 0) this.log.info({ purged: counts }, 'purged records past RETENTION_PERIOD');
+    return counts;
+  }
 }

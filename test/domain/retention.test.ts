@@ -105,19 +105,19 @@ eachDatabase('a purge deletes failed-login counters quiet since the cutoff, and 
   t.same((await db.select({ email: loginAttempts.email }).from(loginAttempts)).map((r) => r.email).sort(), ['recent@example.com', 'still-locked@example.com']);
 });
 
-eachDatabase('the app purges in the background as it starts, and logs what it purged', async (t, kind) => {
-  const database = await openTestDatabase(kind);
-  t.teardown(() => database.drop());
-  const [user] = await database.db.insert(users).values({ email: 'purged-at-start@example.com', passwordHash: 'unused' }).returning();
+eachDatabase("the app's purge keeps RETENTION_PERIOD and logs what it purged", async (t, kind) => {
+  const logLines: string[] = [];
+  const { app, database } = await buildTestApp(t, kind, { logLines, env: { RETENTION_PERIOD: '30d' } });
+  const [user] = await database.db.insert(users).values({ email: 'purged@example.com', passwordHash: 'unused' }).returning();
   const now = Date.now();
   await database.db.insert(sessions).values([
     { userId: user!.id, userAgent: 'revoked 40 days ago', createdAt: new Date(now - 50 * DAY), expiresAt: new Date(now + DAY), revokedAt: new Date(now - 40 * DAY), revokedReason: 'logout' },
     { userId: user!.id, userAgent: 'revoked 20 days ago', createdAt: new Date(now - 50 * DAY), expiresAt: new Date(now + DAY), revokedAt: new Date(now - 20 * DAY), revokedReason: 'logout' },
   ]);
-  const logLines: string[] = [];
-  const { app } = await buildTestApp(t, kind, { database, logLines, env: { RETENTION_PERIOD: '30d' } });
-  await app.gatehouse.background.idle();
+  t.same(await app.gatehouse.retention.purgeNow(), { sessions: 1, userTokens: 0, loginAttempts: 0 });
   t.same(await labelsOf(database.db), ['revoked 20 days ago']);
   const logged = logLines.map((line) => JSON.parse(line) as { msg: string; purged?: unknown }).find((entry) => entry.msg === 'purged records past RETENTION_PERIOD');
   t.same(logged?.purged, { sessions: 1, userTokens: 0, loginAttempts: 0 });
+  t.same(await app.gatehouse.retention.purgeNow(), { sessions: 0, userTokens: 0, loginAttempts: 0 }, 'nothing left to purge');
+  t.equal(logLines.filter((line) => line.includes('purged records')).length, 1, 'and a purge of nothing logs nothing');
 });
