@@ -767,6 +767,8 @@ async function measureTwoInstances(ctx: Context, started: Server[]): Promise<Mea
   log(`bench: ${TITLES['two-instances-a']}, ${TITLES['two-instances-b']!.trim()}, ${revocations} revocations ...`);
 
   const propagation: number[] = [];
+  /** Of each propagation, the part until A answered the revocation: the rest is B hearing of it. */
+  const answeredByA: number[] = [];
   let refusedLate = 0;
   const revoke = async () => {
     const t = performance.now();
@@ -781,6 +783,7 @@ async function measureTwoInstances(ctx: Context, started: Server[]): Promise<Mea
       const revoked = await fetch(`${baseA}/admin/users/${victim.userId}/sessions/revoke`, { method: 'POST', headers: { authorization: `Bearer ${ready.adminToken}` } });
       await revoked.arrayBuffer();
       if (revoked.status !== 204) throw new Error(`two-instances: the revocation through A answered ${revoked.status}`);
+      answeredByA.push(performance.now() - sent);
       for (;;) {
         const answer = await fetch(`${baseB}/protected`, { headers: auth });
         await answer.arrayBuffer();
@@ -810,6 +813,8 @@ async function measureTwoInstances(ctx: Context, started: Server[]): Promise<Mea
   const strip = ({ latencies: _, ...rest }: Loaded) => rest;
   const sorted = Float64Array.from(propagation).sort();
   const seconds = onA.seconds;
+  // Where the slowest went: A's answer (its transaction and NOTIFY, or the bench's own event loop) or B.
+  const slowest = propagation.indexOf(Math.max(...propagation));
   return [
     { ...strip(onA), peakRssMb, serverCpuMsPerRequest: perRequest(cpuMs, onA.requests) },
     { ...strip(onB), peakRssMb: peakRssMbB, serverCpuMsPerRequest: perRequest(cpuMsB, onB.requests) },
@@ -819,6 +824,9 @@ async function measureTwoInstances(ctx: Context, started: Server[]): Promise<Mea
       p50Ms: round(percentile(sorted, 0.5)),
       p99Ms: round(percentile(sorted, 0.99)),
       requests: propagation.length,
+      ...(slowest >= 0
+        ? { note: `A answered the revocation in p50 ${round(percentile(Float64Array.from(answeredByA).sort(), 0.5))} ms; the slowest took ${round(propagation[slowest]!)} ms, ${round(answeredByA[slowest]!)} ms of it until A answered` }
+        : {}),
       // B still accepting the token 10 s after the revocation counts as an error.
       errors: refusedLate,
       timeouts: refusedLate,
