@@ -224,16 +224,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, warn: (msg: str
   if (bcryptCost < 4 || bcryptCost > 31) {
     throw new ConfigError(`Invalid environment variable BCRYPT_COST=${e.BCRYPT_COST}: must be between 4 and 31`);
   }
-  const atLeastOneSecond = (name: keyof Env) => {
+  const atLeast = (least: number, words: string) => (name: keyof Env) => {
     const seconds = duration(name);
-    if (seconds < 1) throw new ConfigError(`Invalid environment variable ${name}: must be at least 1 second`);
+    if (seconds < least) throw new ConfigError(`Invalid environment variable ${name}: must be at least ${words}`);
     return seconds;
   };
-  const atLeastOneHour = (name: keyof Env) => {
-    const seconds = duration(name);
-    if (seconds < 3600) throw new ConfigError(`Invalid environment variable ${name}: must be at least 1 hour`);
-    return seconds;
-  };
+  const atLeastOneSecond = atLeast(1, '1 second');
+  const atLeastOneHour = atLeast(3600, '1 hour');
   const accessTokenTtl = atLeastOneSecond('ACCESS_TOKEN_TTL');
   const rateLimit = (name: keyof Env): RateLimitSetting => {
     const [max, window] = String(e[name]).split('/');

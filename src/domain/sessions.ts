@@ -227,10 +227,7 @@ async function judgeUnrotated(
       return current ? judgeUnrotated(db, current, presented, parts, settings, now, authorization, true) : INVALID;
     }
     case 'reused':
-      await db
-        .update(sessions)
-        .set({ revokedAt: now, revokedReason: 'refresh_reuse' })
-        .where(and(eq(sessions.id, session.id), isNull(sessions.revokedAt)));
+      await revokeSession(db, session.id, 'refresh_reuse');
       return { ok: false, code: 'refresh_token_reused', session };
   }
 }

@@ -1,10 +1,13 @@
-import { inArray } from 'drizzle-orm';
+import { eq, inArray } from 'drizzle-orm';
 import type { Db } from '../../src/db/client.js';
 import { loginAttempts, refreshTokens, sessions, userTokens, users } from '../../src/db/schema.js';
 import { purgeEndedRecords } from '../../src/domain/retention.js';
 import { hashToken, newOpaqueToken } from '../../src/domain/tokens.js';
 import { buildTestApp, eachDatabase, type Test } from '../helpers/app.js';
 import { openTestDatabase, type DatabaseKind } from '../helpers/databases.js';
+import { claimsOf } from '../helpers/jwt.js';
+import { assertProblem } from '../helpers/problems.js';
+import { bearer, post, registerUser } from '../helpers/users.js';
 
 const DAY = 86_400_000;
 /** Every time below is relative to this fixed instant, never to the clock. */
@@ -120,4 +123,21 @@ eachDatabase("the app's purge keeps RETENTION_PERIOD and logs what it purged", a
   t.same(logged?.purged, { sessions: 1, userTokens: 0, loginAttempts: 0 });
   t.same(await app.gatehouse.retention.purgeNow(), { sessions: 0, userTokens: 0, loginAttempts: 0 }, 'nothing left to purge');
   t.equal(logLines.filter((line) => line.includes('purged records')).length, 1, 'and a purge of nothing logs nothing');
+});
+
+eachDatabase("a purged session's tokens stay refused: a replay after the purge finds nothing to revive", async (t, kind) => {
+  const { app, database } = await buildTestApp(t, kind);
+  const { accessToken, refreshToken } = await registerUser(app);
+  const { sid } = claimsOf(accessToken);
+  t.equal((await post(app, '/auth/logout', undefined, bearer(accessToken))).statusCode, 204);
+  // Logged out 40 days ago, as the purge sees it.
+  await database.db.update(sessions).set({ revokedAt: new Date(Date.now() - 40 * DAY) }).where(eq(sessions.id, sid));
+  t.same(await app.gatehouse.retention.purgeNow(), { sessions: 1, userTokens: 0, loginAttempts: 0 });
+  t.same(await database.db.select().from(sessions).where(eq(sessions.id, sid)), [], 'the session row is gone');
+
+  assertProblem(t, await post(app, '/auth/refresh', { refreshToken }), 401, 'invalid_refresh_token', 'its refresh token');
+  assertProblem(t, await post(app, '/auth/logout', { refreshToken }), 401, 'invalid_refresh_token', 'logout with it');
+  const me = await app.inject({ url: '/auth/me', headers: bearer(accessToken) });
+  t.equal(me.statusCode, 401, 'its access token');
+  t.same(await database.db.select().from(sessions).where(eq(sessions.id, sid)), [], 'and nothing brought it back');
 });
